@@ -1,0 +1,22 @@
+"""What a labeler is shown for a leased item: prompt and responses in the recorded order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feedback_app.models import Assignment, Prompt, Response
+
+
+def leased_item_payload(assignment: Assignment) -> dict[str, Any]:
+    """The item as the labeler sees it. Model versions and gold status are never included."""
+    item = assignment.item
+    messages = Prompt.objects.values_list("messages", flat=True).get(pk=item.prompt_id)
+    texts = dict(Response.objects.filter(pk__in=assignment.shown_order).values_list("pk", "text"))
+    return {
+        "assignment_id": assignment.pk,
+        "item_id": item.pk,
+        "project_id": item.project_id,
+        "expires_at": assignment.expires_at,
+        "messages": messages,
+        "responses": [{"id": rid, "text": texts[rid]} for rid in assignment.shown_order],
+    }
