@@ -78,6 +78,10 @@ class Prompt(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        text = self.last_user_message
+        return text[:80] + ("…" if len(text) > 80 else "")
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.content_hash = messages_hash(self.messages)
         super().save(*args, **kwargs)
@@ -93,18 +97,59 @@ class Prompt(models.Model):
                 return message.get("content", "")
         return ""
 
-    def __str__(self) -> str:
-        text = self.last_user_message
-        return text[:80] + ("…" if len(text) > 80 else "")
-
 
 class ModelVersion(models.Model):
+    """A policy version: a base model, optionally with a LoRA adapter on top.
+
+    Exactly one version is ``serving`` at a time: new generation requests use it.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate"
+        SERVING = "serving"
+        RETIRED = "retired"
+        REJECTED = "rejected"
+
     name = models.CharField(max_length=200, unique=True)
     origin = models.CharField(max_length=500, blank=True, help_text="Where it came from.")
+    base_model = models.CharField(
+        max_length=500, blank=True, help_text="Hugging Face id or local directory of the base weights."
+    )
+    adapter_path = models.CharField(
+        max_length=500, blank=True, help_text="LoRA adapter directory; empty for a full-weight version."
+    )
+    lora_name = models.CharField(
+        max_length=100, blank=True, help_text="Name the adapter is loaded under in vLLM (unique per version)."
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    run_dir = models.CharField(
+        max_length=500, blank=True, help_text="Trainer artifact directory that made it."
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    status_reason = models.TextField(blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    served_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="serving"), name="one_serving_version"
+            ),
+            models.UniqueConstraint(fields=["lora_name"], condition=~Q(lora_name=""), name="lora_name_once"),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_lora(self) -> bool:
+        return bool(self.adapter_path)
 
 
 class Response(models.Model):
@@ -176,6 +221,9 @@ class ItemResponse(models.Model):
             models.UniqueConstraint(fields=["item", "position"], name="item_position_once"),
         ]
 
+    def __str__(self) -> str:
+        return f"Item {self.item_id}, position {self.position}: response {self.response_id}"
+
 
 class Assignment(models.Model):
     """One labeler's lease on one item. A labeler gets an item at most once."""
@@ -230,9 +278,7 @@ class Judgement(ImmutableModel):
     """
 
     item = models.ForeignKey(ComparisonItem, on_delete=models.CASCADE, related_name="judgements")
-    labeler = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements"
-    )
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
     assignment = models.ForeignKey(
         Assignment, on_delete=models.PROTECT, null=True, blank=True, related_name="judgements"
     )
@@ -297,9 +343,7 @@ class ExportSnapshot(models.Model):
     counts = models.JSONField(default=dict)
     judgement_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.authentication import TokenAuthentication
@@ -24,10 +26,8 @@ class CachedTokenAuthentication(TokenAuthentication):
             except Token.DoesNotExist as exc:
                 raise AuthenticationFailed("Invalid token.") from exc
             user = token.user
-            try:
+            with contextlib.suppress(Exception):  # Redis down: authenticate without the cache
                 cache.set(cache_key, user.pk, TOKEN_CACHE_SECONDS)
-            except Exception:
-                pass
         else:
             user = get_user_model().objects.filter(pk=user_id).first()
             if user is None:

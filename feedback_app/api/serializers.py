@@ -52,7 +52,6 @@ class LeasedItemSerializer(serializers.Serializer):
 
 class ProgressSerializer(serializers.Serializer):
     done_today = serializers.IntegerField()
-    done_total = serializers.IntegerField()
     left = serializers.IntegerField()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,7 +16,7 @@ from feedback_app.api import serializers as s
 from feedback_app.api.permissions import IsStaff
 from feedback_app.models import ExportSnapshot, Judgement, Project
 from feedback_app.selectors.items import leased_item_payload
-from feedback_app.selectors.progress import labeler_progress
+from feedback_app.selectors.labeling import progress_for
 from feedback_app.services import exports, imports, quality
 from feedback_app.services.assignment import lease_next_item, skip_item
 from feedback_app.services.errors import InvalidInput
@@ -32,7 +33,7 @@ def _next_item(project: Project, user) -> dict:
     lease = lease_next_item(project=project, labeler=user)
     if lease is None:
         return {"item": None, "detail": QUEUE_EMPTY}
-    return {"item": leased_item_payload(lease.assignment)}
+    return {"item": leased_item_payload(lease.assignment, lease.item)}
 
 
 class ProjectList(generics.ListAPIView):
@@ -67,13 +68,16 @@ class Progress(APIView):
     @extend_schema(responses=s.ProgressSerializer)
     def get(self, request: Request, project_id: int) -> Response:
         project = _active_project(project_id)
-        return Response(labeler_progress(project, request.user).as_dict())
+        progress = progress_for(project=project, labeler=request.user)
+        return Response(s.ProgressSerializer(progress).data)
 
 
 class SubmitJudgement(APIView):
     """Record a ranking of an item leased to you; with `next: true`, also lease the next one."""
 
-    @extend_schema(request=s.JudgementInSerializer, responses={201: s.SubmitOutSerializer, 200: s.SubmitOutSerializer})
+    @extend_schema(
+        request=s.JudgementInSerializer, responses={201: s.SubmitOutSerializer, 200: s.SubmitOutSerializer}
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = _active_project(project_id)
         data = s.JudgementInSerializer(data=request.data)
@@ -81,19 +85,22 @@ class SubmitJudgement(APIView):
         args = data.validated_data
         if not project.items.filter(pk=args["item"]).exists():
             raise InvalidInput(f"Item {args['item']} is not part of project {project.pk}.")
-        result = submit_judgement(
-            labeler=request.user,
-            item_id=args["item"],
-            ranking=args["ranking"],
-            client_key=args["client_key"],
-            all_bad=args["all_bad"],
-            rationale=args["rationale"],
-            time_spent_ms=args["time_spent_ms"],
-            demonstration=args["demonstration"],
-        )
+        # One transaction (one commit) for the vote and the next lease.
+        with transaction.atomic():
+            result = submit_judgement(
+                labeler=request.user,
+                item_id=args["item"],
+                ranking=args["ranking"],
+                client_key=args["client_key"],
+                all_bad=args["all_bad"],
+                rationale=args["rationale"],
+                time_spent_ms=args["time_spent_ms"],
+                demonstration=args["demonstration"],
+            )
+            next_item = _next_item(project, request.user) if args["next"] else None
         body = {"judgement": s.JudgementSerializer(result.judgement).data, "created": result.created}
-        if args["next"]:
-            body["next"] = s.NextItemSerializer(_next_item(project, request.user)).data
+        if next_item is not None:
+            body["next"] = s.NextItemSerializer(next_item).data
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -211,7 +218,9 @@ class ExportDownload(APIView):
         snapshot = get_object_or_404(ExportSnapshot.objects.defer("judgement_ids"), pk=pk)
         if snapshot.status != ExportSnapshot.Status.COMPLETE:
             raise InvalidInput(f"Export {pk} is {snapshot.status}; only complete exports can be downloaded.")
-        response = StreamingHttpResponse(exports.iter_export_lines(snapshot), content_type="application/jsonl")
+        response = StreamingHttpResponse(
+            exports.iter_export_lines(snapshot), content_type="application/jsonl"
+        )
         response["Content-Disposition"] = (
             f'attachment; filename="project{snapshot.project_id}-v{snapshot.version}-preferences.jsonl"'
         )

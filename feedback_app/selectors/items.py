@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedback_app.models import Assignment, Prompt, Response
+from feedback_app.models import Assignment, ComparisonItem, Prompt, Response
 
 
-def leased_item_payload(assignment: Assignment) -> dict[str, Any]:
+def leased_item_payload(assignment: Assignment, item: ComparisonItem | None = None) -> dict[str, Any]:
     """The item as the labeler sees it. Model versions and gold status are never included."""
-    item = assignment.item
+    item = item or assignment.item
     messages = Prompt.objects.values_list("messages", flat=True).get(pk=item.prompt_id)
     texts = dict(Response.objects.filter(pk__in=assignment.shown_order).values_list("pk", "text"))
     return {

@@ -43,6 +43,13 @@ LIMIT 1
 FOR UPDATE OF i SKIP LOCKED
 """
 
+_TAKE_SLOT_SQL = """
+UPDATE feedback_app_comparisonitem SET active_leases = active_leases + 1
+WHERE id = %(item)s
+RETURNING id, project_id, prompt_id, is_gold, gold_ranking, judgements_wanted, judgement_count,
+          active_leases, status, created_at
+"""
+
 _RECLAIM_SQL = """
 WITH expired AS (
     UPDATE feedback_app_assignment SET status = 'expired', finished_at = %(now)s
@@ -92,7 +99,9 @@ def _maybe_reclaim(now: datetime) -> None:
         pass
 
 
-def current_lease(*, project: Project, labeler: AbstractBaseUser, now: datetime | None = None) -> Assignment | None:
+def current_lease(
+    *, project: Project, labeler: AbstractBaseUser, now: datetime | None = None
+) -> Assignment | None:
     now = now or timezone.now()
     return (
         Assignment.objects.filter(
@@ -112,7 +121,11 @@ def _pick_item_id(*, project: Project, labeler_id: int, gold: bool) -> int | Non
 
 
 def lease_next_item(
-    *, project: Project, labeler: AbstractBaseUser, now: datetime | None = None, rng: random.Random | None = None
+    *,
+    project: Project,
+    labeler: AbstractBaseUser,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
 ) -> Lease | None:
     """Give ``labeler`` their next item in ``project``, or None when nothing is left for them.
 
@@ -134,13 +147,15 @@ def lease_next_item(
                     item_id = _pick_item_id(project=project, labeler_id=labeler.pk, gold=not want_gold)
                 if item_id is None:
                     return None
-                ComparisonItem.objects.filter(pk=item_id).update(active_leases=F("active_leases") + 1)
+                item = next(iter(ComparisonItem.objects.raw(_TAKE_SLOT_SQL, {"item": item_id})))
                 response_ids = list(
-                    ItemResponse.objects.filter(item_id=item_id).order_by("position").values_list("response_id", flat=True)
+                    ItemResponse.objects.filter(item_id=item_id)
+                    .order_by("position")
+                    .values_list("response_id", flat=True)
                 )
                 rng.shuffle(response_ids)
                 assignment = Assignment.objects.create(
-                    item_id=item_id,
+                    item=item,
                     labeler=labeler,
                     shown_order=response_ids,
                     leased_at=now,
@@ -154,8 +169,7 @@ def lease_next_item(
             if attempt == 2:
                 raise
             continue
-        item = ComparisonItem.objects.get(pk=item_id)
-        return Lease(assignment=assignment, item=item, resumed=False)
+        return Lease(assignment=assignment, item=assignment.item, resumed=False)
     return None
 
 
@@ -163,9 +177,7 @@ def skip_item(*, labeler: AbstractBaseUser, item_id: int, now: datetime | None =
     """Give a leased item back without judging it; the labeler will not see it again."""
     now = now or timezone.now()
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler).first()
-        )
+        assignment = Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler).first()
         if assignment is None:
             raise NotFound(f"Item {item_id} is not leased to you.")
         if assignment.status != Assignment.Status.LEASED:

@@ -45,7 +45,7 @@ def _run_labelers(project, labelers, *, hold_seconds: float = 0.0):
                 )
                 with lock:
                     log.append((lease.item.pk, user.pk, started, released))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

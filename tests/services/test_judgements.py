@@ -83,7 +83,11 @@ def test_client_key_reused_on_another_item_is_a_conflict(project, labeler):
 def test_malformed_rankings_are_rejected_with_a_message(project, labeler, ranking, message):
     item = make_item(project)
     _, shown = _lease(project, labeler)
-    built = {"dup": [shown[0], shown[0], shown[1]], "unknown": [shown[0], shown[1], 999999], "partial": [shown[0]]}
+    built = {
+        "dup": [shown[0], shown[0], shown[1]],
+        "unknown": [shown[0], shown[1], 999999],
+        "partial": [shown[0]],
+    }
     if isinstance(ranking, str) and ranking in built:
         ranking = built[ranking]
     with pytest.raises(InvalidInput, match=message):
@@ -107,7 +111,9 @@ def test_oversized_fields_are_refused(project, labeler, settings):
     _, shown = _lease(project, labeler)
     too_long = "x" * (settings.FEEDBACK["MAX_RATIONALE_CHARS"] + 1)
     with pytest.raises(InvalidInput, match="limit"):
-        submit_judgement(labeler=labeler, item_id=item.pk, ranking=shown, client_key="big", rationale=too_long)
+        submit_judgement(
+            labeler=labeler, item_id=item.pk, ranking=shown, client_key="big", rationale=too_long
+        )
     with pytest.raises(InvalidInput, match="client_key"):
         submit_judgement(labeler=labeler, item_id=item.pk, ranking=shown, client_key="k" * 65)
 
@@ -118,7 +124,9 @@ def test_judging_twice_needs_a_correction_that_supersedes(project, labeler):
     first = submit_judgement(labeler=labeler, item_id=item.pk, ranking=shown, client_key="a").judgement
     with pytest.raises(Conflict, match="correction"):
         submit_judgement(labeler=labeler, item_id=item.pk, ranking=shown[::-1], client_key="b")
-    fixed = correct_judgement(labeler=labeler, judgement_id=first.pk, ranking=shown[::-1], client_key="c").judgement
+    fixed = correct_judgement(
+        labeler=labeler, judgement_id=first.pk, ranking=shown[::-1], client_key="c"
+    ).judgement
     assert fixed.supersedes_id == first.pk
     assert list(active_judgements().values_list("pk", flat=True)) == [fixed.pk]
     first.refresh_from_db()
@@ -168,7 +176,7 @@ def test_a_reload_resumes_the_same_lease(project, labeler):
 
 def test_late_answer_on_a_reclaimed_lease_counts_when_there_is_room(project, labeler):
     item = make_item(project, k=2)
-    lease, shown = _lease(project, labeler)
+    _, shown = _lease(project, labeler)
     reclaim_expired_leases(now=timezone.now() + timedelta(seconds=project.lease_seconds + 1))
     result = submit_judgement(labeler=labeler, item_id=item.pk, ranking=shown, client_key="late")
     assert result.created
