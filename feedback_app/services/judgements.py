@@ -185,7 +185,9 @@ def correct_judgement(
     if replay is not None:
         return replay
     check_vote_rate(labeler.pk)
-    response_ids = list(ItemResponse.objects.filter(item_id=old.item_id).values_list("response_id", flat=True))
+    response_ids = list(
+        ItemResponse.objects.filter(item_id=old.item_id).values_list("response_id", flat=True)
+    )
     groups = normalize_ranking(ranking, response_ids)
     try:
         with transaction.atomic():

@@ -71,7 +71,9 @@ def project_quality(project: Project) -> QualityReport:
     rows = (
         active_judgements()
         .filter(item__project=project)
-        .values_list("item_id", "labeler_id", "ranking", "time_spent_ms", "item__is_gold", "item__gold_ranking")
+        .values_list(
+            "item_id", "labeler_id", "ranking", "time_spent_ms", "item__is_gold", "item__gold_ranking"
+        )
         .order_by("item_id", "id")
     )
     times: dict[int, list[int]] = defaultdict(list)
