@@ -7,7 +7,7 @@ services:
 	bash .ci/services.sh
 
 # The test command (README): real PostgreSQL, Redis, Chromium.
-test: services
+test: install services
 	.venv/bin/python -m pytest -q
 
 lint:
