@@ -60,10 +60,13 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="Tools")
     def tools(self, project: models.Project) -> str:
         return format_html(
-            '<a href="{}">Import</a> · <a href="{}">Export</a> · <a href="{}">Quality</a>',
+            '<a href="{}">Import</a> · <a href="{}">Export</a> · <a href="{}">Quality</a> · '
+            '<a href="{}?project={}">Retrain</a>',
             reverse("admin:feedback_app_project_import", args=[project.pk]),
             reverse("admin:feedback_app_project_export", args=[project.pk]),
             reverse("admin:feedback_app_project_quality", args=[project.pk]),
+            reverse("admin:feedback_app_trainingrun_launch"),
+            project.pk,
         )
 
     def get_urls(self):
@@ -151,12 +154,6 @@ class PromptAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     search_fields = ["external_id", "messages"]
     readonly_fields = ["content_hash"]
-
-
-@admin.register(models.ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "origin", "created_at"]
-    search_fields = ["name"]
 
 
 @admin.register(models.Response)
@@ -272,3 +269,7 @@ class ExportSnapshotAdmin(ReadOnlyAdmin):
             f'attachment; filename="project{snapshot.project_id}-v{snapshot.version}-preferences.jsonl"'
         )
         return response
+
+
+# Model versions (promote, rollback, lineage) and the training loop live in their own modules.
+from feedback_app import admin_loop, admin_versions  # noqa: E402, F401

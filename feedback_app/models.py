@@ -44,6 +44,15 @@ class Project(models.Model):
         default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
     is_active = models.BooleanField(default=True)
+    auto_retrain = models.BooleanField(
+        default=False, help_text="Retrain on schedule when enough new judgements arrived."
+    )
+    retrain_min_new_judgements = models.PositiveIntegerField(
+        default=50, help_text="M: new judgements needed since the last run before the schedule retrains."
+    )
+    loop_options = models.JSONField(
+        default=dict, blank=True, help_text="Default training options for scheduled runs."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -355,3 +364,93 @@ class ExportSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} export v{self.version}"
+
+
+class TrainingRun(models.Model):
+    """One pass of the loop: export → (SFT) → reward model → policy update → gate → register → promote.
+
+    At most one run is ``running`` at a time (a partial unique index): the pipeline lock.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        PROMOTED = "promoted"
+        CANDIDATE = "candidate"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULE = "schedule"
+        SIMULATION = "simulation"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    running = models.BooleanField(default=False, editable=False, help_text="Holds the one-pipeline lock.")
+    stage = models.CharField(max_length=20, blank=True)
+    trigger = models.CharField(max_length=12, choices=Trigger.choices, default=Trigger.MANUAL)
+    options = models.JSONField(default=dict, blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    export = models.ForeignKey(
+        ExportSnapshot, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_runs"
+    )
+    base_version = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The version that was serving when the run started (the reference).",
+    )  # fmt: skip
+    candidate = models.OneToOneField(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="training_run"
+    )
+    run_dir = models.CharField(max_length=500, blank=True)
+    step_dirs = models.JSONField(default=dict, blank=True, help_text="Artifact directory of each stage.")
+    progress = models.JSONField(default=dict, blank=True, help_text="stage, step, total, loss, eta_s")
+    history = models.JSONField(default=list, blank=True, help_text="Loss and metric points for the plots.")
+    metrics = models.JSONField(default=dict, blank=True)
+    gate_report = models.JSONField(default=dict, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["running"], condition=Q(running=True), name="one_pipeline_at_a_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {
+            self.Status.PROMOTED,
+            self.Status.CANDIDATE,
+            self.Status.REJECTED,
+            self.Status.FAILED,
+        }
+
+
+class AuditEvent(models.Model):
+    """Who launched, promoted, rejected or rolled back what, and when."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    action = models.CharField(max_length=40)
+    target = models.CharField(max_length=200)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        who = self.actor or "system"
+        return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action} {self.target}"

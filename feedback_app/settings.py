@@ -192,3 +192,15 @@ SPECTACULAR_SETTINGS.update(
     }
 )
 SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.IsAuthenticated"]
+
+# The closed loop.
+LOOP = {
+    "RUNS_ROOT": env_str("LOOP_RUNS_ROOT", str(VAR_DIR / "runs")),
+    "BASE_MODEL": env_str("LOOP_BASE_MODEL", str(VAR_DIR / "trainer" / "bootstrap" / "model")),
+    "STALE_RUN_SECONDS": env_int("LOOP_STALE_RUN_SECONDS", 120),
+    "SCHEDULE_MINUTES": env_int("LOOP_SCHEDULE_MINUTES", 10),
+    "REFILL_PROMPTS": env_int("LOOP_REFILL_PROMPTS", 32),
+}
+CELERY_TASK_ROUTES = {
+    "feedback_app.pipeline_training_stage": {"queue": env_str("LOOP_TRAINING_QUEUE", "training")},
+}
