@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
@@ -115,8 +114,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
             except ServiceError as exc:
                 messages.error(request, exc.message)
             else:
-                transaction.on_commit(lambda: start_pipeline(run.pk))
-                messages.success(request, f"Launched {run}.")
+                try:
+                    start_pipeline(run.pk)
+                except ServiceError as exc:
+                    messages.error(request, exc.message)
+                else:
+                    messages.success(request, f"Launched {run}.")
                 return HttpResponseRedirect(reverse("admin:feedback_app_trainingrun_change", args=[run.pk]))
         return render(
             request,
@@ -166,9 +169,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             else:
                 pipeline.audit(request.user, "promote", run.candidate, {"run": run.pk})
                 models.TrainingRun.objects.filter(pk=pk).update(status=models.TrainingRun.Status.PROMOTED)
-                from feedback_app.tasks import generate_items_after_promotion
+                from feedback_app.tasks import enqueue_refill
 
-                transaction.on_commit(lambda: generate_items_after_promotion.delay(run.candidate_id))
+                enqueue_refill(run.candidate_id)
                 messages.success(request, f"{run.candidate} is now serving.")
         return HttpResponseRedirect(reverse("admin:feedback_app_trainingrun_change", args=[pk]))
 

@@ -174,6 +174,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "web"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Fail fast when the broker is down: the web app reports it instead of hanging.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3 * 3600)}
 
 LOGGING = {
@@ -201,6 +209,11 @@ LOOP = {
     "SCHEDULE_MINUTES": env_int("LOOP_SCHEDULE_MINUTES", 10),
     "REFILL_PROMPTS": env_int("LOOP_REFILL_PROMPTS", 32),
 }
+# Training stages go to their own queue, so a GPU host can consume it; everything else to "web".
 CELERY_TASK_ROUTES = {
     "feedback_app.pipeline_training_stage": {"queue": env_str("LOOP_TRAINING_QUEUE", "training")},
+    "feedback_app.*": {"queue": "web"},
 }
+
+# Generation backends and the version registry.
+from feedback_app.generation_settings import *  # noqa: E402, F403

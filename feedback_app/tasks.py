@@ -15,13 +15,19 @@ from celery import chain, shared_task
 from django.db import InterfaceError, OperationalError
 
 from feedback_app.services import assignment, pipeline
+from feedback_app.services.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis.ConnectionError, ConnectionError, TimeoutError)
 STAGE_RETRIES = 3
 
 
-@shared_task(name="feedback_app.reclaim_expired_leases", queue="web", ignore_result=True)
+class BrokerUnavailable(ServiceError):
+    status_code = 503
+    code = "broker_unavailable"
+
+
+@shared_task(name="feedback_app.reclaim_expired_leases", ignore_result=True)
 def reclaim_expired_leases() -> int:
     """Give the slots of expired leases back to the queue."""
     return assignment.reclaim_expired_leases()
@@ -41,12 +47,12 @@ def _run_stage(task, run_id: int, stage: str) -> str:
         raise
 
 
-@shared_task(bind=True, name="feedback_app.pipeline_web_stage", queue="web", acks_late=True)
+@shared_task(bind=True, name="feedback_app.pipeline_web_stage", acks_late=True)
 def pipeline_web_stage(self, run_id: int, stage: str) -> str:
     return _run_stage(self, run_id, stage)
 
 
-@shared_task(bind=True, name="feedback_app.pipeline_training_stage", queue="training", acks_late=True)
+@shared_task(bind=True, name="feedback_app.pipeline_training_stage", acks_late=True)
 def pipeline_training_stage(self, run_id: int, stage: str) -> str:
     return _run_stage(self, run_id, stage)
 
@@ -59,12 +65,17 @@ def start_pipeline(run_id: int):
         )
         for stage in pipeline.STAGES
     ]
-    result = chain(*steps).apply_async()
+    try:
+        result = chain(*steps).apply_async()
+    except Exception as exc:  # the broker is down: say so on the run instead of failing the request
+        message = f"could not queue the pipeline, the task broker is unavailable: {exc}"
+        pipeline.fail(run_id, message)
+        raise BrokerUnavailable(message) from exc
     pipeline.TrainingRun.objects.filter(pk=run_id).update(celery_task_id=result.id or "")
     return result
 
 
-@shared_task(name="feedback_app.launch_due_runs", queue="web")
+@shared_task(name="feedback_app.launch_due_runs")
 def launch_due_runs() -> list[int]:
     """The schedule: launch a run for each project with enough new judgements (one at a time)."""
     from feedback_app.services.errors import Conflict
@@ -80,7 +91,7 @@ def launch_due_runs() -> list[int]:
     return launched
 
 
-@shared_task(name="feedback_app.fail_stale_runs", queue="web")
+@shared_task(name="feedback_app.fail_stale_runs")
 def fail_stale_runs() -> list[int]:
     return pipeline.fail_stale_runs()
 
@@ -96,3 +107,13 @@ def fail_stale_runs() -> list[int]:
 def generate_items_after_promotion(version_id: int) -> int:
     """Keep the queue full: new comparison items of the new version against the previous one."""
     return pipeline.refill_queue(version_id)
+
+
+def enqueue_refill(version_id: int) -> bool:
+    """Queue the refill after a promotion; a broker outage is logged, never raised at the caller."""
+    try:
+        generate_items_after_promotion.delay(version_id)
+    except Exception:
+        logger.exception("could not queue comparison items for version %s (broker down?)", version_id)
+        return False
+    return True

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,8 @@ class LoopOptions:
     export_aggregation: str = "majority"
     seed: int = 0
     max_steps: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
+    eval_prompts: int = 32
+    eval_max_new_tokens: int = 32
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LoopOptions:
@@ -422,6 +423,8 @@ def stage_policy(run: TrainingRun) -> str:
         num_train_epochs=options.epochs,
         seed=options.seed,
         max_steps=options.max_steps,
+        eval_prompts=min(options.eval_prompts, 16),
+        eval_max_new_tokens=options.eval_max_new_tokens,
     )
     result = train_policy(
         config,
@@ -446,6 +449,8 @@ def stage_evaluate(run: TrainingRun) -> str:
         max_kl=options.max_kl,
         beta=options.beta,
         seed=options.seed,
+        max_prompts=options.eval_prompts,
+        max_new_tokens=options.eval_max_new_tokens,
     )
     heldout = Path(run.run_dir) / "data" / "heldout.jsonl"
     report = evaluate_candidate(
@@ -510,6 +515,10 @@ def stage_promote(run: TrainingRun) -> str:
         return f"kept as candidate: {exc.message}"
     audit(run.launched_by, "promote", candidate, {"run": run.pk, "automatic": True})
     finish(run, TrainingRun.Status.PROMOTED)
+    if run.trigger != TrainingRun.Trigger.SIMULATION:  # the simulation generates its own items
+        from feedback_app.tasks import enqueue_refill
+
+        enqueue_refill(candidate.pk)
     return f"promoted {candidate.name}"
 
 
