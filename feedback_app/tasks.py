@@ -98,7 +98,6 @@ def fail_stale_runs() -> list[int]:
 
 @shared_task(
     name="feedback_app.generate_items_after_promotion",
-    queue="web",
     acks_late=True,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=True,

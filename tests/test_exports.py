@@ -298,3 +298,20 @@ def test_real_lease_and_submit_flow_and_command(project, capsys):
     assert manifest["options"]["aggregation"] == "all"
     snapshot = ExportSnapshot.objects.get(project=project)
     assert manifest["content_hash"] == snapshot.content_hash
+
+
+def test_an_orphan_folder_from_a_reset_database_does_not_block_the_version(project, labeler, settings):
+    from feedback_app.services.assignment import lease_next_item
+    from feedback_app.services.exports import ExportOptions, create_export
+    from feedback_app.services.judgements import submit_judgement
+    from tests.factories import make_item
+
+    item = make_item(project)
+    lease = lease_next_item(project=project, labeler=labeler)
+    submit_judgement(labeler=labeler, item_id=item.pk, ranking=lease.assignment.shown_order, client_key="o")
+    orphan = settings.EXPORT_ROOT / str(project.pk) / "v1"
+    orphan.mkdir(parents=True)
+    (orphan / "preferences.jsonl").write_text("stale\n")
+    snapshot = create_export(project=project, options=ExportOptions())
+    assert snapshot.version == 1 and snapshot.status == "complete"
+    assert "stale" not in (orphan / "preferences.jsonl").read_text()

@@ -83,8 +83,6 @@ class SubmitJudgement(APIView):
         data = s.JudgementInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         args = data.validated_data
-        if not project.items.filter(pk=args["item"]).exists():
-            raise InvalidInput(f"Item {args['item']} is not part of project {project.pk}.")
         # One transaction (one commit) for the vote and the next lease.
         with transaction.atomic():
             result = submit_judgement(
@@ -96,6 +94,7 @@ class SubmitJudgement(APIView):
                 rationale=args["rationale"],
                 time_spent_ms=args["time_spent_ms"],
                 demonstration=args["demonstration"],
+                project_id=project.pk,
             )
             next_item = _next_item(project, request.user) if args["next"] else None
         body = {"judgement": s.JudgementSerializer(result.judgement).data, "created": result.created}

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from feedback_app.models import ComparisonItem, ItemResponse, ModelVersion, Project, Prompt, Response
@@ -75,7 +76,13 @@ def seed_demo_project(*, items: int = 120, gold: int = 6, seed: int = 0) -> Proj
     by_topic: dict[str, list[dict[str, str]]] = {}
     for row in corpus:
         by_topic.setdefault(row["topic"], []).append(row)
-    project = Project.objects.create(name=DEMO_PROJECT, guidelines=DEMO_GUIDELINES, gold_rate=0.05)
+    project = Project.objects.create(
+        name=DEMO_PROJECT,
+        guidelines=DEMO_GUIDELINES,
+        gold_rate=0.05,
+        auto_retrain=True,
+        retrain_min_new_judgements=30,
+    )
     reference, _ = ModelVersion.objects.get_or_create(
         name="demo-reference", defaults={"origin": "demo corpus"}
     )
@@ -104,3 +111,22 @@ def seed_demo_project(*, items: int = 120, gold: int = 6, seed: int = 0) -> Proj
             for position, response in enumerate(pair)
         )
     return project
+
+
+def ensure_serving_base() -> ModelVersion | None:
+    """Register the base model the generation servers run as the serving version, once."""
+    from feedback_app.services.generation import generation_config
+    from feedback_app.services.registry import serving_version
+
+    current = serving_version()
+    model_dir = generation_config()["MODEL_DIR"]
+    if current is not None or not model_dir:
+        return current
+    version, _ = ModelVersion.objects.get_or_create(
+        name="base", defaults={"base_model": model_dir, "origin": "bootstrap (tiny local policy)"}
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=ModelVersion.Status.SERVING, served_since=timezone.now()
+    )
+    version.refresh_from_db()
+    return version

@@ -606,6 +606,10 @@ def _write_snapshot(snapshot: ExportSnapshot, options: ExportOptions) -> None:
                 "created_at": snapshot.created_at.isoformat(),
             }
             (temp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+            if final.exists():
+                # The database just handed out this version, so a folder already there is an orphan
+                # (a database reset, or a crash between rename and commit): replace it.
+                shutil.rmtree(final)
             os.rename(temp, final)
             renamed = True
             ExportSnapshot.objects.filter(pk=snapshot.pk).update(

@@ -62,9 +62,10 @@ def submit_judgement(
     rationale: str = "",
     time_spent_ms: int = 0,
     demonstration: str = "",
+    project_id: int | None = None,
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Record ``labeler``'s ranking of a leased item.
+    """Record ``labeler``'s ranking of a leased item (of ``project_id``, when given).
 
     Sending the same ``client_key`` again returns the first judgement unchanged
     (a double click or a retry never records twice).
@@ -85,13 +86,12 @@ def submit_judgement(
 
     try:
         with transaction.atomic():
-            assignment = (
-                Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler).first()
-            )
+            leases = Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler)
+            if project_id is not None:
+                leases = leases.filter(item__project_id=project_id)
+            assignment = leases.first()
             if assignment is None:
-                if not ComparisonItem.objects.filter(pk=item_id).exists():
-                    raise NotFound(f"Item {item_id} does not exist.")
-                raise Conflict(f"Item {item_id} is not leased to you; fetch your next item first.")
+                _explain_missing_lease(item_id, project_id)
             if assignment.status == Assignment.Status.SUBMITTED:
                 raise Conflict(
                     f"You already judged item {item_id}; to change your answer, send a correction "
@@ -99,10 +99,8 @@ def submit_judgement(
                 )
             if assignment.status == Assignment.Status.SKIPPED:
                 raise Conflict(f"You skipped item {item_id}; it is no longer leased to you.")
-            response_ids = list(
-                ItemResponse.objects.filter(item_id=item_id).values_list("response_id", flat=True)
-            )
-            groups = normalize_ranking(ranking, response_ids)
+            # The shown order holds exactly the item's response ids.
+            groups = normalize_ranking(ranking, assignment.shown_order)
             if assignment.status == Assignment.Status.EXPIRED:
                 _retake_expired_slot(item_id)
             judgement = Judgement.objects.create(
@@ -147,6 +145,15 @@ def submit_judgement(
             raise
         return replay
     return SubmitResult(judgement=judgement, created=True)
+
+
+def _explain_missing_lease(item_id: int, project_id: int | None) -> None:
+    items = ComparisonItem.objects.filter(pk=item_id)
+    if not items.exists():
+        raise NotFound(f"Item {item_id} does not exist.")
+    if project_id is not None and not items.filter(project_id=project_id).exists():
+        raise InvalidInput(f"Item {item_id} is not part of project {project_id}.")
+    raise Conflict(f"Item {item_id} is not leased to you; fetch your next item first.")
 
 
 def _retake_expired_slot(item_id: int) -> None:

@@ -372,7 +372,9 @@ def stage_sft(run: TrainingRun) -> str:
         return "skipped: no demonstrations"
     from trainer.sft import SFTJobConfig, run_sft
 
-    config = SFTJobConfig(base_model=base_model_dir(), seed=options.seed, max_steps=options.max_steps)
+    config = SFTJobConfig(
+        base_model=base_model_dir(), seed=options.seed, max_steps=options.max_steps, logging_steps=1
+    )
     result = run_sft(config, demonstrations, _run_dir(run) / "sft", progress=_progress(run, "sft"))
     _set_step_dir(run, "sft", result.run_dir, result.metrics)
     return f"SFT on {Demonstration.objects.filter(prompt__project=run.project).count()} demonstrations"
@@ -385,7 +387,10 @@ def stage_reward(run: TrainingRun) -> str:
     from trainer.reward import RewardConfig, train_reward_model
 
     config = RewardConfig(
-        seed=options.seed, num_train_epochs=options.reward_epochs, max_steps=options.max_steps
+        seed=options.seed,
+        num_train_epochs=options.reward_epochs,
+        max_steps=options.max_steps,
+        logging_steps=1,  # every step feeds the admin's plots
     )
     result = train_reward_model(
         config,
@@ -425,6 +430,7 @@ def stage_policy(run: TrainingRun) -> str:
         max_steps=options.max_steps,
         eval_prompts=min(options.eval_prompts, 16),
         eval_max_new_tokens=options.eval_max_new_tokens,
+        logging_steps=1,
     )
     result = train_policy(
         config,
@@ -482,6 +488,7 @@ def stage_register(run: TrainingRun) -> str:
         origin=f"training run {run.pk} on export v{run.export.version}",
     )
     TrainingRun.objects.filter(pk=run.pk).update(candidate=version)
+    write_lineage(run, version)
     if not passed:
         reasons = "; ".join(run.gate_report.get("reasons", []))
         ModelVersion.objects.filter(pk=version.pk).update(
@@ -489,6 +496,35 @@ def stage_register(run: TrainingRun) -> str:
         )
         return f"registered {version.name} (rejected by the gate)"
     return f"registered candidate {version.name}"
+
+
+def lineage(run: TrainingRun, version: ModelVersion) -> dict[str, Any]:
+    """Where a version came from: its parent, the export and judgements, the config and the metrics."""
+    export = ExportSnapshot.objects.get(pk=run.export_id)
+    return {
+        "version": version.name,
+        "parent": version.parent.name if version.parent else None,
+        "base_model": version.base_model,
+        "training_run": run.pk,
+        "options": run.options,
+        "export": {
+            "project": run.project.name,
+            "version": export.version,
+            "content_hash": export.content_hash,
+            "counts": export.counts,
+            "judgement_ids": export.judgement_ids,
+        },
+        "step_dirs": run.step_dirs,
+        "metrics": run.metrics,
+        "gate": run.gate_report,
+    }
+
+
+def write_lineage(run: TrainingRun, version: ModelVersion) -> Path:
+    """``lineage.json`` beside the adapter weights, so it travels with them."""
+    path = Path(version.adapter_path) / "lineage.json"
+    path.write_text(json.dumps(lineage(run, version), indent=1, default=str))
+    return path
 
 
 def stage_promote(run: TrainingRun) -> str:

@@ -24,7 +24,6 @@ from typing import Any
 import requests
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from feedback_app.models import ModelVersion, Project, Prompt, TrainingRun
@@ -106,18 +105,11 @@ def ensure_project(config: SimulationConfig) -> Project:
 
 
 def ensure_serving_base() -> ModelVersion:
-    """The base model the generation servers run, registered and serving, when nothing serves yet."""
-    serving = registry.serving_version()
-    if serving is not None:
-        return serving
-    cfg = generation.generation_config()
-    version, _ = ModelVersion.objects.get_or_create(
-        name="base", defaults={"base_model": cfg["MODEL_DIR"], "origin": "bootstrap (tiny local policy)"}
-    )
-    ModelVersion.objects.filter(pk=version.pk).update(
-        status=ModelVersion.Status.SERVING, served_since=timezone.now()
-    )
-    version.refresh_from_db()
+    from feedback_app.services.demo import ensure_serving_base as adopt_base
+
+    version = adopt_base()
+    if version is None:
+        raise RuntimeError("no model version is serving and no base model (VLLM_MODEL_DIR) is configured")
     return version
 
 

@@ -101,14 +101,14 @@ def test_bad_submissions_get_a_clear_4xx(api_client, labeler, project, change, s
 def test_unknown_item_and_item_of_another_project(api_client, labeler, project):
     other = make_item(ProjectFactory())
     client = _auth(api_client, labeler)
-    for item_id in (10**9, other.pk):
+    for item_id, status, needle in ((10**9, 404, "does not exist"), (other.pk, 400, "not part of project")):
         response = client.post(
             f"/api/v1/projects/{project.pk}/judgements/",
-            {"item": item_id, "ranking": [1, 2], "client_key": "k"},
+            {"item": item_id, "ranking": [1, 2], "client_key": f"k{item_id}"},
             format="json",
         )
-        assert response.status_code == 400
-        assert "not part of project" in response.json()["detail"]
+        assert response.status_code == status
+        assert needle in response.json()["detail"]
 
 
 def test_item_not_leased_to_you_is_409(api_client, labeler, other_labeler, project):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django_celery_results.models import TaskResult
@@ -48,6 +50,10 @@ def test_whole_chain_through_a_real_worker_promotes_the_candidate(judged_project
     # Lineage: the export snapshot, the judgements in it, the config and the metrics.
     assert run.export.judgement_ids == sorted(Judgement.objects.values_list("pk", flat=True))
     assert run.export.content_hash in str(candidate.metrics)
+    shipped = json.loads((Path(candidate.adapter_path) / "lineage.json").read_text())
+    assert shipped["export"]["content_hash"] == run.export.content_hash
+    assert shipped["export"]["judgement_ids"] == run.export.judgement_ids
+    assert shipped["parent"] == "base" and shipped["options"]["max_steps"] == 3
     assert {"export", "reward", "policy"} <= set(run.metrics)
     assert run.gate_report["decision"] == "pass"
     assert run.history and any("loss" in point for point in run.history)

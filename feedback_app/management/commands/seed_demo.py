@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from feedback_app.services.demo import ensure_accounts, seed_demo_project
+from feedback_app.services.demo import ensure_accounts, ensure_serving_base, seed_demo_project
 from feedback_app.services.schedules import ensure_default_schedules
 
 
@@ -14,6 +14,9 @@ class Command(BaseCommand):
         accounts = ensure_accounts()
         project = seed_demo_project(items=items)
         ensure_default_schedules()
+        serving = ensure_serving_base()
+        if serving is not None:
+            self.stdout.write(f"Serving version: {serving.name} ({serving.base_model})")
         self.stdout.write(f"Demo project: {project.name} ({project.items.count()} items)")
         for account in accounts:
             role = "admin" if account.is_staff else "labeler"
