@@ -1,0 +1,78 @@
+"""Real-data check: a MiniLM reward model on Anthropic HH-RLHF harmless-base (1,800 pairs, MIT).
+
+Rows are ``{"chosen": transcript, "rejected": transcript}`` with ``\\n\\nHuman:``/``\\n\\nAssistant:`` turns;
+they are converted to conversational ``prompt``/``chosen``/``rejected`` (the last assistant turn is
+the response) and split deterministically into train and held-out pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import RunResult, default_run_dir
+from .config import opt
+from .data import write_jsonl
+from .errors import DataError, MissingFileError
+from .progress import ProgressCallback
+from .reward import RewardConfig, train_reward_model
+
+HH_PATH = "/work/shared/data/hh-rlhf-harmless-dev.jsonl"
+_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def parse_transcript(text: str) -> list[dict[str, str]]:
+    parts = _TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    msgs = []
+    for role, content in zip(parts[1::2], parts[2::2], strict=False):
+        msgs.append({"role": "user" if role == "Human" else "assistant", "content": content.strip()})
+    return msgs
+
+
+def hh_to_preferences(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"HH-RLHF file not found: {path}")
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        chosen, rejected = parse_transcript(r["chosen"]), parse_transcript(r["rejected"])
+        if (
+            len(chosen) < 2
+            or chosen[-1]["role"] != "assistant"
+            or not rejected
+            or rejected[-1]["role"] != "assistant"
+        ):
+            continue
+        rows.append({"prompt": chosen[:-1], "chosen": [chosen[-1]], "rejected": [rejected[-1]]})
+    if not rows:
+        raise DataError(f"{path}: no usable HH-RLHF pairs")
+    return rows
+
+
+@dataclass
+class HHCheckConfig(RewardConfig):
+    data: str = opt(HH_PATH, "HH-RLHF harmless JSONL (chosen/rejected transcripts).")
+    eval_fraction: float = opt(0.2, "Held-out fraction of the pairs.")
+    num_train_epochs: float = opt(2.0, "Epochs.")
+    learning_rate: float = opt(3e-5, "Peak learning rate.")
+    max_length: int = opt(256, "Tokens per sequence (end of the conversation kept).")
+
+
+def hh_check(
+    config: HHCheckConfig, out_dir: str | Path | None = None, progress: ProgressCallback | None = None
+) -> RunResult:
+    """Convert, split, train the reward model; ``metrics["eval"]["accuracy"]`` is the held-out accuracy."""
+    from .data import split
+
+    rows = hh_to_preferences(config.data)
+    train_rows, eval_rows = split(rows, config.eval_fraction, config.seed)
+    out_dir = Path(out_dir) if out_dir else default_run_dir("hh-check")
+    data_dir = out_dir.parent / f".{out_dir.name}.data"
+    train_path = write_jsonl(train_rows, data_dir / "train.jsonl")
+    reward_cfg = RewardConfig(**{k: v for k, v in vars(config).items() if k != "data"})
+    return train_reward_model(reward_cfg, train_path, out_dir, progress, eval_rows=eval_rows)

