@@ -10,8 +10,14 @@ from feedback_app.models import Assignment, ComparisonItem, Prompt, Response
 def leased_item_payload(assignment: Assignment, item: ComparisonItem | None = None) -> dict[str, Any]:
     """The item as the labeler sees it. Model versions and gold status are never included."""
     item = item or assignment.item
-    messages = Prompt.objects.values_list("messages", flat=True).get(pk=item.prompt_id)
-    texts = dict(Response.objects.filter(pk__in=assignment.shown_order).values_list("pk", "text"))
+    # One query: the prompt's messages and the responses' texts.
+    rows = list(
+        Response.objects.filter(pk__in=assignment.shown_order).values_list("pk", "text", "prompt__messages")
+    )
+    messages = (
+        rows[0][2] if rows else Prompt.objects.values_list("messages", flat=True).get(pk=item.prompt_id)
+    )
+    texts = {pk: text for pk, text, _ in rows}
     return {
         "assignment_id": assignment.pk,
         "item_id": item.pk,

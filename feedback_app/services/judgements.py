@@ -79,11 +79,6 @@ def submit_judgement(
         raise InvalidInput("time_spent_ms must be a non-negative integer")
     time_spent_ms = min(time_spent_ms, limits["MAX_TIME_SPENT_MS"])
 
-    replay = _replay(labeler, client_key, item_id)
-    if replay is not None:
-        return replay
-    check_vote_rate(labeler.pk)
-
     try:
         with transaction.atomic():
             leases = Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler)
@@ -93,6 +88,10 @@ def submit_judgement(
             if assignment is None:
                 _explain_missing_lease(item_id, project_id)
             if assignment.status == Assignment.Status.SUBMITTED:
+                # A retry or a double click: answer with the judgement already recorded.
+                replay = _replay(labeler, client_key, item_id)
+                if replay is not None:
+                    return replay
                 raise Conflict(
                     f"You already judged item {item_id}; to change your answer, send a correction "
                     "that supersedes your judgement."
@@ -101,6 +100,7 @@ def submit_judgement(
                 raise Conflict(f"You skipped item {item_id}; it is no longer leased to you.")
             # The shown order holds exactly the item's response ids.
             groups = normalize_ranking(ranking, assignment.shown_order)
+            check_vote_rate(labeler.pk)
             if assignment.status == Assignment.Status.EXPIRED:
                 _retake_expired_slot(item_id)
             judgement = Judgement.objects.create(

@@ -279,3 +279,16 @@ def test_progress_counts_done_today_and_left(api_client, labeler, project):
         format="json",
     )
     assert client.get(f"/api/v1/projects/{project.pk}/progress/").json() == {"done_today": 1, "left": 1}
+
+
+def test_a_deactivated_user_or_deleted_token_stops_working_at_once(api_client, labeler, project):
+    client = _auth(api_client, labeler)
+    assert client.get("/api/v1/projects/").status_code == 200  # now cached
+    labeler.is_active = False
+    labeler.save()
+    assert client.get("/api/v1/projects/").status_code == 401
+    labeler.is_active = True
+    labeler.save()
+    assert client.get("/api/v1/projects/").status_code == 200
+    Token.objects.filter(user=labeler).delete()
+    assert client.get("/api/v1/projects/").status_code == 401
