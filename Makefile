@@ -26,3 +26,5 @@ bench:
 	.venv/bin/python bench/annotate.py
 	.venv/bin/python bench/export.py
 	.venv/bin/python bench/train.py
+	.venv/bin/python bench/generate.py
+	.venv/bin/python bench/swap.py

@@ -116,3 +116,16 @@ def enqueue_refill(version_id: int) -> bool:
         logger.exception("could not queue comparison items for version %s (broker down?)", version_id)
         return False
     return True
+
+
+@shared_task(name="feedback_app.restore_adapters", ignore_result=True)
+def restore_adapters() -> list[str]:
+    """Reload the serving version and its rollback target on replicas that restarted."""
+    from feedback_app.services import registry
+    from trainer.generation.base import GenerationError
+
+    try:
+        return registry.restore_adapters()
+    except (ServiceError, GenerationError) as exc:  # a replica is down: the next tick tries again
+        logger.warning("could not restore adapters: %s", exc)
+        return []

@@ -82,11 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "hh-check", HHCheckConfig, "Reward model on HH-RLHF harmless (real data); prints held-out accuracy."
     )
+    from .generation.cli import add_subcommands
+
+    add_subcommands(sub)  # serve, generate, tiny
     return parser
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .generation.cli import COMMANDS, run_command
+
+    if args.command in COMMANDS:
+        return run_command(args)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     from .progress import TqdmProgress
 

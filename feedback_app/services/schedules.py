@@ -16,6 +16,7 @@ def ensure_default_schedules() -> None:
     defaults = [
         ("Reclaim expired leases", "feedback_app.reclaim_expired_leases", 60),
         ("Fail training runs whose worker died", "feedback_app.fail_stale_runs", 60),
+        ("Reload adapters on restarted vLLM replicas", "feedback_app.restore_adapters", 60),
         (
             "Retrain when enough new judgements arrived",
             "feedback_app.launch_due_runs",
