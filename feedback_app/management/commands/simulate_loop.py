@@ -45,7 +45,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--rounds", type=int, default=3)
         parser.add_argument("--labelers", type=int, default=3)
-        parser.add_argument("--items-per-round", type=int, default=48)
+        parser.add_argument("--items-per-round", type=int, default=96)
         parser.add_argument("--rule", default="short", help="short, short:N, keyword:WORD or exclaim")
         parser.add_argument(
             "--noise", type=float, default=0.1, help="Share of judgements that break the rule."
@@ -56,10 +56,16 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="", help="A running web server; default: start gunicorn.")
         parser.add_argument("--no-worker", action="store_true", help="Use Celery workers already running.")
         parser.add_argument("--algorithm", choices=["dpo", "rloo"], default="dpo")
-        parser.add_argument("--epochs", type=float, default=3.0)
+        parser.add_argument("--epochs", type=float, default=2.0)
         parser.add_argument("--beta", type=float, default=0.1)
-        parser.add_argument("--learning-rate", type=float, default=2e-3)
+        parser.add_argument("--learning-rate", type=float, default=1e-3)
+        parser.add_argument(
+            "--max-kl", type=float, default=30.0, help="Gate: KL limit to the serving version."
+        )
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--fresh", action="store_true", help="Start from the base model with a new project."
+        )
 
     def handle(self, *args, **opts):
         self.children: list[subprocess.Popen] = []
@@ -79,6 +85,9 @@ class Command(BaseCommand):
                 self._start_worker(env)
             from feedback_app.tasks import start_pipeline
 
+            if opts["fresh"]:
+                simulation.reset()
+
             config = simulation.SimulationConfig(
                 rounds=opts["rounds"],
                 labelers=opts["labelers"],
@@ -94,6 +103,7 @@ class Command(BaseCommand):
                     "learning_rate": opts["learning_rate"],
                     "min_win_rate": 0.0,
                     "min_pair_accuracy": 0.5,
+                    "max_kl": opts["max_kl"],
                     "seed": opts["seed"],
                 },
             )
