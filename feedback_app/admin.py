@@ -5,14 +5,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from feedback_app import models
+from feedback_app.admin_base import ReadOnlyAdmin
 from feedback_app.services import exports, imports, quality
 from feedback_app.services.errors import ServiceError
+from feedback_app.views.downloads import download_response
 
 
 class ImportForm(forms.Form):
@@ -178,19 +180,6 @@ class ComparisonItemAdmin(admin.ModelAdmin):
     inlines = [ItemResponseInline]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History is written by the app, never edited by hand."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(models.Assignment)
 class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ["id", "item", "labeler", "status", "leased_at", "expires_at"]
@@ -262,13 +251,7 @@ class ExportSnapshotAdmin(ReadOnlyAdmin):
         if snapshot.status != models.ExportSnapshot.Status.COMPLETE:
             messages.error(request, f"Export {pk} is {snapshot.status}.")
             return HttpResponseRedirect(reverse("admin:feedback_app_exportsnapshot_changelist"))
-        response = StreamingHttpResponse(
-            exports.iter_export_lines(snapshot), content_type="application/jsonl"
-        )
-        response["Content-Disposition"] = (
-            f'attachment; filename="project{snapshot.project_id}-v{snapshot.version}-preferences.jsonl"'
-        )
-        return response
+        return download_response(snapshot)
 
 
 # Model versions (promote, rollback, lineage) and the training loop live in their own modules.

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from feedback_app import models
+from feedback_app.admin_base import ReadOnlyAdmin
 from feedback_app.services import pipeline, registry
 from feedback_app.services.errors import ServiceError
 from feedback_app.services.plots import run_charts
@@ -202,15 +203,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "action", "target"]
     list_filter = ["action"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

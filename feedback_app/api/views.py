@@ -21,6 +21,7 @@ from feedback_app.services import exports, imports, quality
 from feedback_app.services.assignment import lease_next_item, skip_item
 from feedback_app.services.errors import InvalidInput
 from feedback_app.services.judgements import correct_judgement, submit_judgement
+from feedback_app.views.downloads import download_response
 
 QUEUE_EMPTY = "Nothing left for you in this project right now. Thank you!"
 
@@ -36,8 +37,8 @@ def _next_item(project: Project, user) -> dict:
     return {"item": leased_item_payload(lease.assignment, lease.item)}
 
 
-class ProjectList(generics.ListAPIView):
-    serializer_class = s.ProjectSerializer
+class VisibleProjects:
+    """Staff see every project; labelers the active ones."""
 
     def get_queryset(self):
         projects = Project.objects.all()
@@ -46,14 +47,12 @@ class ProjectList(generics.ListAPIView):
         return projects
 
 
-class ProjectDetail(generics.RetrieveAPIView):
+class ProjectList(VisibleProjects, generics.ListAPIView):
     serializer_class = s.ProjectSerializer
 
-    def get_queryset(self):
-        projects = Project.objects.all()
-        if not self.request.user.is_staff:
-            projects = projects.filter(is_active=True)
-        return projects
+
+class ProjectDetail(VisibleProjects, generics.RetrieveAPIView):
+    serializer_class = s.ProjectSerializer
 
 
 class NextItem(APIView):
@@ -217,14 +216,7 @@ class ExportDownload(APIView):
         snapshot = get_object_or_404(ExportSnapshot.objects.defer("judgement_ids"), pk=pk)
         if snapshot.status != ExportSnapshot.Status.COMPLETE:
             raise InvalidInput(f"Export {pk} is {snapshot.status}; only complete exports can be downloaded.")
-        response = StreamingHttpResponse(
-            exports.iter_export_lines(snapshot), content_type="application/jsonl"
-        )
-        response["Content-Disposition"] = (
-            f'attachment; filename="project{snapshot.project_id}-v{snapshot.version}-preferences.jsonl"'
-        )
-        response["X-Content-Hash"] = snapshot.content_hash
-        return response
+        return download_response(snapshot)
 
 
 class ProjectQuality(APIView):
