@@ -37,6 +37,9 @@ class ClientConfig:
     max_connections: int = 64
 
 
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def _payload(req: GenerationRequest, stream: bool = False) -> tuple[str, dict[str, Any]]:
     p = req.params
     body: dict[str, Any] = {
@@ -207,9 +210,11 @@ class VLLMReplica:
         if req.messages is None:
             return req.prompt or ""
         if self._tok is None:
-            from transformers import AutoTokenizer
+            with _TOKENIZER_LOCK:  # transformers' lazy imports are not safe to race from threads
+                if self._tok is None:
+                    from transformers.models.auto.tokenization_auto import AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(self.tokenizer_path)
+                    self._tok = AutoTokenizer.from_pretrained(self.tokenizer_path)
         return self._tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
 
     def generate_batch(self, reqs: Sequence[GenerationRequest]) -> list[GenerationResult]:
