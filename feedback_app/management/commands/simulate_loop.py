@@ -56,9 +56,9 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="", help="A running web server; default: start gunicorn.")
         parser.add_argument("--no-worker", action="store_true", help="Use Celery workers already running.")
         parser.add_argument("--algorithm", choices=["dpo", "rloo"], default="dpo")
-        parser.add_argument("--epochs", type=float, default=2.0)
+        parser.add_argument("--epochs", type=float, default=3.0)
         parser.add_argument("--beta", type=float, default=0.1)
-        parser.add_argument("--learning-rate", type=float, default=1e-3)
+        parser.add_argument("--learning-rate", type=float, default=2e-3)
         parser.add_argument(
             "--max-kl", type=float, default=30.0, help="Gate: KL limit to the serving version."
         )
@@ -99,6 +99,7 @@ class Command(BaseCommand):
                 training_options={
                     "algorithm": opts["algorithm"],
                     "epochs": opts["epochs"],
+                    "reward_epochs": 4.0,
                     "beta": opts["beta"],
                     "learning_rate": opts["learning_rate"],
                     "min_win_rate": 0.0,
