@@ -157,14 +157,23 @@ def ensure_loaded(version: ModelVersion) -> None:
 
 
 def sample(version: ModelVersion, prompts: list[str], config: SimulationConfig, seed: int) -> list[str]:
+    """``config.eval_samples`` answers per prompt, each its own request with its own seed.
+
+    (One request with ``n`` > 1 and a seed can return the same text n times.)
+    """
     ensure_loaded(version)
     backend = generation.get_backend()
-    params = SamplingParams(n=1, temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
+    model = registry.model_name(version)
     requests_ = [
         GenerationRequest(
-            model=registry.model_name(version), messages=[{"role": "user", "content": p}], params=params
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            params=SamplingParams(
+                n=1, temperature=config.temperature, max_tokens=config.max_tokens, seed=seed * 1000 + index
+            ),
         )
-        for p in prompts
+        for prompt in prompts
+        for index in range(config.eval_samples)
     ]
     return [result.texts[0] for result in backend.generate(requests_)]
 
