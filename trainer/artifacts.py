@@ -135,11 +135,29 @@ def load_run(run_dir: str | Path) -> RunResult:
     return RunResult(run_dir, metrics, cfg.get("kind", ""), cfg.get("config", {}), cfg.get("data_hash"))
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """A directory written by ``RunWriter`` (complete or not): its config.json has ``kind`` and ``config``."""
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "kind" in data and isinstance(data.get("config"), dict)
+
+
 def resolve_weights(path: str | Path, sub: str) -> Path:
-    """Accept a run directory (complete, with ``sub/`` inside) or a plain weights directory."""
+    """Accept a run directory (complete, with ``sub/`` inside) or a plain weights directory.
+
+    A run directory that was never marked COMPLETE is refused with ``IncompleteRunError``.
+    """
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"not found: {path}")
-    if (path / "config.json").is_file() and (path / sub).is_dir():
-        return load_run(path).run_dir / sub
+    if is_run_dir(path):
+        run = load_run(path)
+        if not (run.run_dir / sub).is_dir():
+            raise MissingFileError(f"{path} is a {run.kind or 'training'} run without {sub}/")
+        return run.run_dir / sub
     return path

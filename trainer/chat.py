@@ -38,27 +38,48 @@ def encode_pair(tok: PreTrainedTokenizerBase, prompt: Text, response: Text, max_
     prompt and response are encoded as a text pair (``[CLS] prompt [SEP] response [SEP]``), or as
     ``prompt response <eos>`` for tokenizers without CLS/SEP.
     """
+    return encode_pairs(tok, [prompt], [response], max_length)[0]
+
+
+def encode_pairs(
+    tok: PreTrainedTokenizerBase, prompts: list[Text], responses: list[Text], max_length: int
+) -> list[list[int]]:
+    """``encode_pair`` for many pairs at once (same ids): each distinct prompt is rendered and
+    tokenized once, and the tokenizer runs batched."""
     if has_chat_template(tok):
-        p_text = render_prompt(tok, prompt)
-        full = tok.apply_chat_template(
-            as_messages(prompt, "user") + as_messages(response, "assistant"), tokenize=False
-        )
-        r_text = full[len(p_text) :] if full.startswith(p_text) else message_text(response)
-        p_ids = tok(p_text, add_special_tokens=False)["input_ids"]
-        r_ids = tok(r_text, add_special_tokens=False)["input_ids"]
+        cache: dict[str, str] = {}
+        p_texts, r_texts = [], []
+        for prompt, response in zip(prompts, responses, strict=True):
+            key = repr(prompt)
+            if key not in cache:
+                cache[key] = render_prompt(tok, prompt)
+            p_text = cache[key]
+            full = tok.apply_chat_template(
+                as_messages(prompt, "user") + as_messages(response, "assistant"), tokenize=False
+            )
+            p_texts.append(p_text)
+            r_texts.append(full[len(p_text) :] if full.startswith(p_text) else message_text(response))
         n_special = 0
     else:
-        p_ids = tok(_transcript(prompt), add_special_tokens=False)["input_ids"]
-        r_ids = tok(message_text(response), add_special_tokens=False)["input_ids"]
+        p_texts = [_transcript(p) for p in prompts]
+        r_texts = [message_text(r) for r in responses]
         n_special = 3 if tok.cls_token_id is not None and tok.sep_token_id is not None else 1
+    unique = list(dict.fromkeys(p_texts))
+    p_map = dict(zip(unique, tok(unique, add_special_tokens=False)["input_ids"], strict=True))
+    r_all = tok(r_texts, add_special_tokens=False)["input_ids"] if r_texts else []
     budget = max_length - n_special
-    r_ids = r_ids[: max(budget * 3 // 4, budget - len(p_ids))]
-    p_ids = p_ids[max(0, len(p_ids) - (budget - len(r_ids))) :]
-    if n_special == 3:
-        return [tok.cls_token_id, *p_ids, tok.sep_token_id, *r_ids, tok.sep_token_id]
-    if n_special == 1:
-        return p_ids + r_ids + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
-    return p_ids + r_ids
+    out = []
+    for p_text, r_ids in zip(p_texts, r_all, strict=True):
+        p_ids = p_map[p_text]
+        r_ids = r_ids[: max(budget * 3 // 4, budget - len(p_ids))]
+        p_ids = p_ids[max(0, len(p_ids) - (budget - len(r_ids))) :]
+        if n_special == 3:
+            out.append([tok.cls_token_id, *p_ids, tok.sep_token_id, *r_ids, tok.sep_token_id])
+        elif n_special == 1:
+            out.append(p_ids + r_ids + ([tok.eos_token_id] if tok.eos_token_id is not None else []))
+        else:
+            out.append(p_ids + r_ids)
+    return out
 
 
 def _transcript(prompt: Text) -> str:

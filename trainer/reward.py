@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import RunResult, RunWriter, default_run_dir
-from .chat import encode_pair
+from .chat import encode_pairs
 from .config import TrainingOptions, opt, trainer_kwargs
 from .data import data_hash, load_preferences, split
 from .progress import HFProgressCallback, ProgressCallback
@@ -38,10 +38,11 @@ def pair_dataset(rows: list[dict], tok, max_length: int):
     """Pre-tokenized pairs (``chosen_ids``/``rejected_ids``), so long pairs are truncated, not dropped."""
     from datasets import Dataset
 
+    prompts = [r["prompt"] for r in rows]
     return Dataset.from_dict(
         {
-            "chosen_ids": [encode_pair(tok, r["prompt"], r["chosen"], max_length) for r in rows],
-            "rejected_ids": [encode_pair(tok, r["prompt"], r["rejected"], max_length) for r in rows],
+            "chosen_ids": encode_pairs(tok, prompts, [r["chosen"] for r in rows], max_length),
+            "rejected_ids": encode_pairs(tok, prompts, [r["rejected"] for r in rows], max_length),
         }
     )
 

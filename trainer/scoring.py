@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import resolve_weights
-from .chat import encode_pair, render_prompt
+from .chat import encode_pairs, render_prompt
 from .data import Text, as_messages, message_text
 from .errors import MissingFileError
 from .modeling import load_causal_lm, load_sequence_classifier
@@ -44,10 +44,9 @@ class RewardScorer:
         out: list[float] = []
         device = next(self.model.parameters()).device
         for i in range(0, len(prompts), batch_size):
-            seqs = [
-                encode_pair(self.tok, p, r, self.max_length)
-                for p, r in zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=False)
-            ]
+            seqs = encode_pairs(
+                self.tok, prompts[i : i + batch_size], responses[i : i + batch_size], self.max_length
+            )
             ids, mask = _pad(seqs, self.tok.pad_token_id, device)
             out += self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
         return out

@@ -1,0 +1,245 @@
+"""Real (tiny) training runs: the metrics must move in the right direction.
+
+Tiny configs (a random 2-layer Llama, 64-token sequences, a few optimizer steps) keep the whole file
+to a few minutes of CPU; the rule-based preferences are learnable from scratch in that budget.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import RM_STEPS, corpus, write_jsonl
+
+from trainer.artifacts import load_run
+from trainer.errors import ConfigError, TokenizerMismatchError
+from trainer.evaluate import GateConfig, decide, evaluate_candidate
+from trainer.policy import PolicyConfig, train_policy
+from trainer.reward import RewardConfig, train_reward_model
+from trainer.scoring import RewardScorer, generate, load_policy
+from trainer.sft import SFTJobConfig, run_sft
+
+TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1)
+
+
+def test_bootstrap_artifacts(tmp_path):
+    """The real bootstrap code path, a few steps: architecture, chat template, loss falls, run dir."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from trainer.bootstrap import BootstrapConfig, bootstrap_policy
+
+    cfg = BootstrapConfig(max_steps=4, warmup_ratio=0.0, **TINY)
+    model_dir = bootstrap_policy(cfg, tmp_path / "bootstrap")
+    hf_cfg = AutoConfig.from_pretrained(model_dir)
+    assert hf_cfg.model_type == "llama" and hf_cfg.hidden_size // hf_cfg.num_attention_heads == 64
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text == "<|user|>\nHi<|end|>\n<|assistant|>\n" and tok.eos_token == "<|end|>"
+    run = load_run(model_dir.parent)
+    assert run.kind == "bootstrap" and run.data_hash and run.metrics["steps"] == 4
+    assert run.metrics["final_loss"] < run.metrics["first_loss"], run.metrics
+    assert set(run.metrics["samples"]) and (model_dir / "model.safetensors").is_file()
+
+
+def test_sft_conversational_loss_falls(tiny_policy, tmp_path):
+    demos = [
+        {"prompt": [{"role": "user", "content": r["prompt"]}], "completion": r["response"]}
+        for r in corpus(48)
+    ]
+    path = write_jsonl(tmp_path / "demos.jsonl", demos)
+    cfg = SFTJobConfig(base_model=tiny_policy, max_steps=6, learning_rate=5e-3, eval_fraction=0.25, **TINY)
+    result = run_sft(cfg, path, tmp_path / "sft")
+    m = result.metrics
+    assert m["final_loss"] < m["first_loss"] and m["eval_loss_after"] < m["eval_loss_before"], m
+    assert (result.run_dir / "adapter" / "adapter_config.json").is_file()
+    assert load_run(result.run_dir).config["max_steps"] == 6  # config round-trips
+
+
+def test_reward_model_learns_rule(reward_run):
+    result, events = reward_run
+    m = result.metrics
+    assert m["eval"]["accuracy"] >= 0.9, m  # chance is 0.5
+    assert m["eval"]["reward_chosen_mean"] > m["eval"]["reward_rejected_mean"]
+    assert events and events[-1].step == events[-1].total == RM_STEPS and events[-1].loss is not None
+    loaded = load_run(result.run_dir)
+    assert loaded.metrics == json.loads(json.dumps(m)) and loaded.kind == "reward"
+    assert (result.run_dir / "data_hash.txt").read_text().strip() == loaded.data_hash
+
+
+def test_reward_model_is_deterministic(tiny_policy, pairs_file, heldout_rows, tmp_path):
+    cfg = RewardConfig(backbone=tiny_policy, learning_rate=2e-3, max_steps=2, **TINY)
+    r1 = train_reward_model(cfg, pairs_file, tmp_path / "rm1", eval_rows=heldout_rows[:16])
+    r2 = train_reward_model(cfg, pairs_file, tmp_path / "rm2", eval_rows=heldout_rows[:16])
+    assert r1.metrics["eval"] == r2.metrics["eval"]  # same seed, same data: same result
+    assert r1.metrics["train_loss"] == r2.metrics["train_loss"]
+
+
+@pytest.mark.slow
+def test_reward_minilm_backbone(pairs_file, heldout_rows, tmp_path):
+    cfg = RewardConfig(learning_rate=1e-4, max_steps=10, per_device_train_batch_size=8, max_length=64)
+    result = train_reward_model(cfg, pairs_file, tmp_path / "rm", eval_rows=heldout_rows)
+    assert result.metrics["eval"]["accuracy"] >= 0.8, result.metrics
+
+
+def test_dpo_learns_rule_adapter_loads_and_gate(tiny_policy, pairs_file, heldout_file, reward_run, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = PolicyConfig(
+        base_model=tiny_policy,
+        learning_rate=5e-3,
+        max_steps=10,
+        eval_fraction=0.15,
+        eval_prompts=2,
+        eval_max_new_tokens=8,
+        **TINY,
+    )
+    result = train_policy(cfg, pairs_file, tmp_path / "dpo")
+    ev = result.metrics["eval"]
+    # Before training policy == reference, so every implicit-reward margin is 0 (accuracy 0).
+    assert ev["implicit_reward_accuracy"] >= 0.8 and ev["implicit_reward_margin"] > 0, result.metrics
+    assert result.metrics["final_loss"] < result.metrics["first_loss"]
+    assert "kl_to_reference" in result.metrics["samples"]
+
+    adapter = result.run_dir / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] <= 16
+    assert (adapter / "adapter_model.safetensors").is_file()
+    base = AutoModelForCausalLM.from_pretrained(tiny_policy)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        before = base(ids).logits.clone()
+        after = PeftModel.from_pretrained(base, str(adapter))(ids).logits
+    assert not torch.allclose(before, after)
+
+    gate = GateConfig(max_prompts=2, max_new_tokens=8, min_win_rate=0.0, max_kl=1e6)
+    rm_dir = reward_run[0].run_dir
+    report = evaluate_candidate(gate, result.run_dir, None, tiny_policy, rm_dir, heldout_file, None)
+    assert report.decision == "pass", report.reasons
+    assert report.metrics["pairs"]["implicit_reward_accuracy"] >= 0.8
+    assert "win_rate" in report.metrics["samples"] and report.metrics["reward_model_pairs"]["accuracy"] > 0.5
+    assert report.thresholds["max_kl"] == 1e6 and any("accuracy" in r for r in report.reasons)
+    strict = decide(GateConfig(max_kl=-1.0, min_pair_accuracy=1.01), report.metrics)
+    assert strict.decision == "fail"  # thresholds come from the config
+    assert any("KL" in r for r in strict.reasons)
+    assert any("accuracy" in r and "<" in r for r in strict.reasons)
+
+
+def test_rloo_with_reward_model(tiny_policy, pairs_file, reward_run, tmp_path):
+    cfg = PolicyConfig(
+        algorithm="rloo",
+        base_model=tiny_policy,
+        learning_rate=1e-3,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        eval_fraction=0.05,
+        eval_prompts=2,
+        eval_max_new_tokens=8,
+        max_length=64,
+        logging_steps=1,
+    )
+    result = train_policy(cfg, pairs_file, tmp_path / "rloo", reward_model_dir=reward_run[0].run_dir)
+    m = result.metrics
+    assert m["steps"] == 2 and (result.run_dir / "adapter" / "adapter_config.json").is_file()
+    s = m["samples"]
+    for key in ("kl_to_reference", "reward_reference_mean", "reward_candidate_mean", "win_rate"):
+        assert isinstance(s[key], float), s  # KL and mean RM score before (reference) / after (candidate)
+    assert load_run(result.run_dir).kind == "rloo"
+    model, _ = load_policy(tiny_policy, result.run_dir)
+    assert model.peft_config["default"].r == 8
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "simpo"])
+def test_dpo_variants(tiny_policy, pairs_file, tmp_path, loss_type):
+    cfg = PolicyConfig(
+        base_model=tiny_policy,
+        loss_type=loss_type,
+        max_steps=2,
+        eval_fraction=0.1,
+        eval_prompts=0,
+        **TINY,
+    )
+    result = train_policy(cfg, pairs_file, tmp_path / loss_type)
+    assert result.metrics["steps"] == 2 and (result.run_dir / "adapter" / "adapter_config.json").is_file()
+    assert "implicit_reward_accuracy" in result.metrics["eval"]
+    assert load_run(result.run_dir).config["loss_type"] == loss_type
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(loss_type="simpo,ipo"), "simpo"),
+        (dict(loss_type="nonsense"), "loss_type"),
+        (dict(algorithm="ppo2"), "algorithm"),
+        (dict(algorithm="rloo"), "reward model"),
+        (dict(lora_r=32), "lora_r"),
+        (dict(beta=0.0), "beta"),
+    ],
+)
+def test_policy_config_validation(tiny_policy, pairs_file, tmp_path, overrides, match):
+    cfg = PolicyConfig(base_model=tiny_policy, **overrides)
+    with pytest.raises(ConfigError, match=match):
+        train_policy(cfg, pairs_file, tmp_path / "run")
+    assert not list(tmp_path.iterdir())  # validated before any run directory is created
+
+
+def test_rloo_batch_must_divide(pairs_file, tmp_path):
+    cfg = PolicyConfig(algorithm="rloo", per_device_train_batch_size=6, num_generations=4)
+    with pytest.raises(ConfigError, match="multiple of num_generations"):
+        train_policy(cfg, pairs_file, tmp_path / "run", reward_model_dir=tmp_path / "rm")
+    assert not list(tmp_path.iterdir())
+
+
+def test_tokenizer_mismatch(tiny_policy):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.modeling import check_tokenizer, load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy)
+    big = load_tokenizer(tiny_policy)
+    big.add_tokens([f"tok{i}" for i in range(5000)])
+    with pytest.raises(TokenizerMismatchError, match="embedding table"):
+        check_tokenizer(big, model, "test")
+
+
+def test_generate_and_score(tiny_policy, reward_run):
+    model, tok = load_policy(tiny_policy)
+    out = generate(model, tok, ["What is the capital of France?"], max_new_tokens=8)
+    assert isinstance(out[0], str)
+    scorer = RewardScorer(reward_run[0].run_dir)
+    good, bad = scorer.score(["Hi?", "Hi?"], ["Hello there Great!", "Hello there Bad."])
+    assert good > bad
+    assert Path(reward_run[0].run_dir, "COMPLETE").is_file()
+
+
+class _Interrupt:
+    """A progress callback that raises KeyboardInterrupt (Ctrl-C) half way through training."""
+
+    def __init__(self, at_step: int):
+        self.at_step, self.seen = at_step, 0
+
+    def __call__(self, event) -> None:
+        self.seen = event.step
+        if event.step >= self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_is_not_complete(tiny_policy, pairs_file, heldout_rows, tmp_path):
+    from trainer.errors import IncompleteRunError
+
+    cfg = RewardConfig(backbone=tiny_policy, max_steps=6, **TINY)
+    stop = _Interrupt(at_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cfg, pairs_file, tmp_path / "rm", progress=stop, eval_rows=heldout_rows)
+    assert stop.seen == 3 and not (tmp_path / "rm").exists()
+    (partial,) = tmp_path.glob(".rm.partial-*")
+    assert (partial / "config.json").is_file() and not (partial / "COMPLETE").exists()
+    with pytest.raises(IncompleteRunError, match="not a complete run"):
+        load_run(partial)
+    with pytest.raises(IncompleteRunError):  # nor can it be used as a backbone / reward model
+        RewardScorer(partial)
