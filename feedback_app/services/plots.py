@@ -45,9 +45,9 @@ def line_chart(
         color = COLORS[index % len(COLORS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        parts.append(
-            f'<text x="{pad_left + 8 + 120 * index}" y="{pad_top + 12}" font-size="11" fill="{color}">'
-            f"{escape(name)}</text>"
+        parts.append(  # one legend line per series, top right
+            f'<text x="{width - pad_right - 4}" y="{pad_top + 12 + 13 * index}" font-size="11" '
+            f'text-anchor="end" fill="{color}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
