@@ -40,7 +40,8 @@ def _wait_for_next(page, previous_item_id: str) -> None:
     page.wait_for_function(
         """(prev) => {
             const f = document.getElementById('label-form');
-            return !f || f.elements.item_id.value !== prev;
+            // A new item, and htmx has initialised its form (a click before that would post natively).
+            return !f || (f.elements.item_id.value !== prev && !!f['htmx-internal-data']);
         }""",
         arg=previous_item_id,
     )
@@ -188,6 +189,10 @@ def test_errors_show_inline_and_mouse_works(live_server, page, settings):
     assert page.locator('button[data-choice="1"]').is_enabled()
 
     # "Load my next item" fetches a fresh item into the workspace and clears the message.
+    # Click it only once htmx has initialised it (else the browser would follow its plain href).
+    page.wait_for_function(
+        "() => { const a = document.querySelector('#flash a'); return !!(a && a['htmx-internal-data']); }"
+    )
     page.click("#flash a")
     _wait_for_next(page, item)
     assert page.locator("#flash").inner_text().strip() == ""
