@@ -19,14 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from feedback_app.services import simulation
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from trainer.generation.vllm_server import free_port
 
 
 def _wait_http(url: str, timeout: float) -> None:
@@ -158,7 +151,7 @@ class Command(BaseCommand):
         return {"VLLM_URLS": server.url}
 
     def _start_web(self, env: dict[str, str]) -> str:
-        port = _free_port()
+        port = free_port()
         command = [sys.executable, "-m", "gunicorn", "feedback_app.wsgi", "--bind", f"127.0.0.1:{port}",
                    "--workers", "2", "--log-level", "warning"]  # fmt: skip
         self.children.append(
