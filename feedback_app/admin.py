@@ -254,5 +254,26 @@ class ExportSnapshotAdmin(ReadOnlyAdmin):
         return download_response(snapshot)
 
 
+class ChatMessageInline(admin.TabularInline):
+    model = models.ChatMessage
+    fields = ["position", "role", "status", "content", "model_version", "item", "judgement", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(models.Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "title", "user", "created_at", "updated_at"]
+    list_filter = ["created_at"]
+    search_fields = ["title", "user__username"]
+    list_select_related = ["user"]
+    inlines = [ChatMessageInline]
+
+
 # Model versions (promote, rollback, lineage) and the training loop live in their own modules.
 from feedback_app import admin_loop, admin_versions  # noqa: E402, F401

@@ -454,3 +454,87 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         who = self.actor or "system"
         return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action} {self.target}"
+
+
+class Conversation(models.Model):
+    """An end user's chat (``/chat/``). Only its owner ever reads it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    client_key = models.CharField(
+        max_length=64, blank=True, help_text="Key of the request that started it (a retry reuses it)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [models.Index(fields=["user", "-updated_at"], name="conversation_by_user")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "client_key"],
+                condition=~Q(client_key=""),
+                name="conversation_client_key_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class ChatMessage(models.Model):
+    """One turn of a conversation.
+
+    An assistant message records the model version that wrote it and its sampling parameters.
+    When the turn was a "which is better?" comparison, ``item`` holds the two candidates (a
+    comparison item of the chat feedback project, judged by the user) and ``response`` the one
+    the user chose, which continues the conversation.
+    """
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its answer to be generated
+        STREAMING = "streaming"  # being generated now
+        CHOOSING = "choosing"  # two candidates shown, waiting for the user's choice
+        COMPLETE = "complete"
+        FAILED = "failed"  # generation failed or was interrupted; it can be retried
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveIntegerField()
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    compare = models.BooleanField(default=False, help_text="Answer twice and ask which is better.")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="chat_messages"
+    )
+    generation_params = models.JSONField(default=dict, blank=True)
+    item = models.ForeignKey(
+        ComparisonItem, on_delete=models.SET_NULL, null=True, blank=True, related_name="chat_messages"
+    )
+    response = models.ForeignKey(Response, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    judgement = models.ForeignKey(
+        Judgement, on_delete=models.SET_NULL, null=True, blank=True, related_name="chat_messages"
+    )
+    client_key = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "position"], name="chat_message_position_once"),
+            models.UniqueConstraint(
+                fields=["conversation", "client_key"],
+                condition=~Q(client_key=""),
+                name="chat_message_client_key_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.position} of conversation {self.conversation_id}"
