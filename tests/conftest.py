@@ -11,8 +11,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(settings, tmp_path):
+def _isolated_settings(settings, tmp_path, monkeypatch):
     """Each test gets its own export folder, its own Redis key prefix and no vote-rate limit."""
+    from feedback_app.services import assignment
+
+    # Lazy lease reclaiming is throttled per process; each test starts unthrottled.
+    monkeypatch.setattr(assignment, "_last_reclaim_check", 0.0)
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.CACHES = {
         "default": {

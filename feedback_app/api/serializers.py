@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
 from feedback_app.models import ExportSnapshot, Judgement, Project
+from feedback_app.services.errors import InvalidInput
 from feedback_app.services.rendering import render_markdown
 
 
@@ -112,6 +115,63 @@ class JudgementSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def judgement_data(judgement: Judgement) -> dict[str, Any]:
+    """What ``JudgementSerializer`` gives, built directly: the vote path skips DRF's per-call
+    field construction (a test keeps the two equal)."""
+    return {
+        "id": judgement.pk,
+        "item": judgement.item_id,
+        "labeler": judgement.labeler_id,
+        "ranking": judgement.ranking,
+        "all_bad": judgement.all_bad,
+        "rationale": judgement.rationale,
+        "shown_order": judgement.shown_order,
+        "time_spent_ms": judgement.time_spent_ms,
+        "client_key": judgement.client_key,
+        "supersedes": judgement.supersedes_id,
+        "created_at": _DATETIME.to_representation(judgement.created_at),
+    }
+
+
+def leased_item_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """What ``LeasedItemSerializer`` gives for a lease payload, built directly."""
+    return {**payload, "expires_at": _DATETIME.to_representation(payload["expires_at"])}
+
+
+def vote_input(data: Any) -> dict[str, Any]:
+    """The fields of a vote (``JudgementInSerializer`` documents them), type-checked cheaply.
+
+    Lengths, ranking shape, ids and client keys are checked by ``submit_judgement``.
+    """
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object.")
+    missing = [name for name in ("item", "ranking", "client_key") if name not in data]
+    if missing:
+        raise InvalidInput(f"Missing field(s): {', '.join(missing)}.")
+    args = {
+        "item": data["item"],
+        "ranking": data["ranking"],
+        "client_key": data["client_key"],
+        "all_bad": data.get("all_bad", False),
+        "rationale": data.get("rationale") or "",
+        "time_spent_ms": data.get("time_spent_ms", 0),
+        "demonstration": data.get("demonstration") or "",
+        "next": data.get("next", False),
+    }
+    for name in ("all_bad", "next"):
+        if not isinstance(args[name], bool):
+            raise InvalidInput(f"{name} must be true or false.")
+    for name in ("rationale", "demonstration", "client_key"):
+        if not isinstance(args[name], str):
+            raise InvalidInput(f"{name} must be a string.")
+    if isinstance(args["item"], bool) or not isinstance(args["item"], int) or args["item"] < 1:
+        raise InvalidInput("item must be a positive integer.")
+    return args
 
 
 class SubmitOutSerializer(serializers.Serializer):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,10 +14,9 @@ from rest_framework.views import APIView
 from feedback_app.api import serializers as s
 from feedback_app.api.permissions import IsStaff
 from feedback_app.models import ExportSnapshot, Judgement, Project
-from feedback_app.selectors.items import leased_item_payload
 from feedback_app.selectors.labeling import progress_for
 from feedback_app.services import exports, imports, quality
-from feedback_app.services.assignment import lease_next_item, skip_item
+from feedback_app.services.assignment import Lease, lease_next_item, skip_item
 from feedback_app.services.errors import InvalidInput
 from feedback_app.services.judgements import correct_judgement, submit_judgement
 from feedback_app.views.downloads import download_response
@@ -30,11 +28,11 @@ def _active_project(project_id: int) -> Project:
     return get_object_or_404(Project, pk=project_id, is_active=True)
 
 
-def _next_item(project: Project, user) -> dict:
-    lease = lease_next_item(project=project, labeler=user)
+def _next_item_body(lease: Lease | None) -> dict:
+    """The ``NextItemSerializer`` shape, built directly (it is on the vote path)."""
     if lease is None:
         return {"item": None, "detail": QUEUE_EMPTY}
-    return {"item": leased_item_payload(lease.assignment, lease.item)}
+    return {"item": s.leased_item_data(lease.payload)}
 
 
 class VisibleProjects:
@@ -60,7 +58,7 @@ class NextItem(APIView):
 
     @extend_schema(request=None, responses=s.NextItemSerializer)
     def post(self, request: Request, project_id: int) -> Response:
-        return Response(s.NextItemSerializer(_next_item(_active_project(project_id), request.user)).data)
+        return Response(_next_item_body(lease_next_item(project=project_id, labeler=request.user)))
 
 
 class Progress(APIView):
@@ -72,33 +70,35 @@ class Progress(APIView):
 
 
 class SubmitJudgement(APIView):
-    """Record a ranking of an item leased to you; with `next: true`, also lease the next one."""
+    """Record a ranking of an item leased to you; with `next: true`, also lease the next one.
+
+    The hottest path of the app: one round trip to PostgreSQL, and the body is read and
+    answered without DRF's per-call serializer construction (the serializers document it).
+    """
+
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=s.JudgementInSerializer, responses={201: s.SubmitOutSerializer, 200: s.SubmitOutSerializer}
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = _active_project(project_id)
-        data = s.JudgementInSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        args = data.validated_data
-        # One transaction (one commit) for the vote and the next lease.
-        with transaction.atomic():
-            result = submit_judgement(
-                labeler=request.user,
-                item_id=args["item"],
-                ranking=args["ranking"],
-                client_key=args["client_key"],
-                all_bad=args["all_bad"],
-                rationale=args["rationale"],
-                time_spent_ms=args["time_spent_ms"],
-                demonstration=args["demonstration"],
-                project_id=project.pk,
-            )
-            next_item = _next_item(project, request.user) if args["next"] else None
-        body = {"judgement": s.JudgementSerializer(result.judgement).data, "created": result.created}
-        if next_item is not None:
-            body["next"] = s.NextItemSerializer(next_item).data
+        args = s.vote_input(request.data)
+        # One statement (one round trip, one commit) for the vote and the next lease.
+        result = submit_judgement(
+            labeler=request.user,
+            item_id=args["item"],
+            ranking=args["ranking"],
+            client_key=args["client_key"],
+            all_bad=args["all_bad"],
+            rationale=args["rationale"],
+            time_spent_ms=args["time_spent_ms"],
+            demonstration=args["demonstration"],
+            project_id=project_id,
+            lease_next=args["next"],
+        )
+        body = {"judgement": s.judgement_data(result.judgement), "created": result.created}
+        if args["next"]:
+            body["next"] = _next_item_body(result.next_lease)
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

@@ -12,9 +12,12 @@ Gold items have a known answer and are shown to every labeler once, at
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -22,33 +25,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from feedback_app.models import Assignment, ComparisonItem, ItemResponse, Project
+from feedback_app.models import Assignment, ComparisonItem, Project
 from feedback_app.services.errors import Conflict, NotFound
 
 RECLAIM_EVERY_SECONDS = 5
 RECLAIM_BATCH = 1000
-
-_PICK_ITEM_SQL = """
-SELECT i.id FROM feedback_app_comparisonitem i
-WHERE i.project_id = %(project)s
-  AND i.status = 'open'
-  AND i.is_gold = %(gold)s
-  AND (i.is_gold OR i.judgement_count + i.active_leases < i.judgements_wanted)
-  AND NOT EXISTS (
-      SELECT 1 FROM feedback_app_assignment a
-      WHERE a.item_id = i.id AND a.labeler_id = %(labeler)s
-  )
-ORDER BY i.id
-LIMIT 1
-FOR UPDATE OF i SKIP LOCKED
-"""
-
-_TAKE_SLOT_SQL = """
-UPDATE feedback_app_comparisonitem SET active_leases = active_leases + 1
-WHERE id = %(item)s
-RETURNING id, project_id, prompt_id, is_gold, gold_ranking, judgements_wanted, judgement_count,
-          active_leases, status, created_at
-"""
 
 _RECLAIM_SQL = """
 WITH expired AS (
@@ -70,13 +51,6 @@ FROM per_item WHERE i.id = per_item.item_id
 """
 
 
-@dataclass(frozen=True)
-class Lease:
-    assignment: Assignment
-    item: ComparisonItem
-    resumed: bool
-
-
 def reclaim_expired_leases(*, now: datetime | None = None) -> int:
     """Expire leases past their deadline and give their slots back. Returns items touched."""
     now = now or timezone.now()
@@ -90,8 +64,17 @@ def reclaim_expired_leases(*, now: datetime | None = None) -> int:
             return total
 
 
+_last_reclaim_check = 0.0
+
+
 def _maybe_reclaim(now: datetime) -> None:
-    # At most one reclaim every few seconds across all web processes.
+    # At most one reclaim every few seconds across all web processes: each process asks
+    # Redis at most that often, and the first to add the key does the work.
+    global _last_reclaim_check
+    tick = time.monotonic()
+    if tick - _last_reclaim_check < RECLAIM_EVERY_SECONDS:
+        return
+    _last_reclaim_check = tick
     try:
         if cache.add("reclaim-leases", 1, timeout=RECLAIM_EVERY_SECONDS):
             reclaim_expired_leases(now=now)
@@ -99,77 +82,114 @@ def _maybe_reclaim(now: datetime) -> None:
         pass
 
 
-def current_lease(
-    *, project: Project, labeler: AbstractBaseUser, now: datetime | None = None
-) -> Assignment | None:
-    now = now or timezone.now()
-    return (
-        Assignment.objects.filter(
-            labeler=labeler, item__project=project, status=Assignment.Status.LEASED, expires_at__gt=now
-        )
-        .select_related("item")
-        .order_by("leased_at")
-        .first()
+# One round trip: the PL/pgSQL function of migration 0004 (pick, lock, count, lease, payload).
+_LEASE_NEXT_SQL = "SELECT feedback_lease_next(%s, %s, %s, %s, %s)"
+# Random keys that shuffle an item's responses (one per position); items have far fewer.
+ORDER_KEYS = 32
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A leased item: the assignment, its item and what the labeler is shown (``payload``)."""
+
+    assignment: Assignment
+    item: ComparisonItem
+    resumed: bool
+    payload: dict[str, Any]
+
+
+def lease_request(rng: random.Random | None = None) -> dict[str, Any]:
+    """The random part of a lease: the draw for a gold item and the keys that shuffle responses."""
+    rng = rng or random.Random()
+    return {"gold_draw": rng.random(), "order_keys": [rng.random() for _ in range(ORDER_KEYS)]}
+
+
+def lease_from_row(row: dict[str, Any]) -> Lease | None:
+    """Model instances and the labeler's payload from ``feedback_lease_next``'s JSON (no query).
+
+    None when nothing is left for the labeler; NotFound for a missing or inactive project.
+    """
+    if row["outcome"] == "no_project":
+        raise NotFound("No such active project.")
+    if row["outcome"] == "empty":
+        return None
+    a, i = row["assignment"], row["item"]
+    item = ComparisonItem(
+        id=i["id"],
+        project_id=i["project_id"],
+        prompt_id=i["prompt_id"],
+        is_gold=i["is_gold"],
+        gold_ranking=i["gold_ranking"],
+        judgements_wanted=i["judgements_wanted"],
+        judgement_count=i["judgement_count"],
+        active_leases=i["active_leases"],
+        status=i["status"],
+        created_at=datetime.fromisoformat(i["created_at"]),
     )
+    assignment = Assignment(
+        id=a["id"],
+        item=item,
+        status=Assignment.Status.LEASED,
+        shown_order=a["shown_order"],
+        leased_at=datetime.fromisoformat(a["leased_at"]),
+        expires_at=datetime.fromisoformat(a["expires_at"]),
+    )
+    for instance in (item, assignment):
+        instance._state.adding = False
+        instance._state.db = connection.alias
+    payload = {
+        "assignment_id": assignment.pk,
+        "item_id": item.pk,
+        "project_id": item.project_id,
+        "expires_at": assignment.expires_at,
+        "messages": row["messages"],
+        "responses": row["responses"],
+    }
+    return Lease(assignment=assignment, item=item, resumed=row["outcome"] == "resumed", payload=payload)
 
 
-def _pick_item_id(*, project: Project, labeler_id: int, gold: bool) -> int | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_PICK_ITEM_SQL, {"project": project.pk, "gold": gold, "labeler": labeler_id})
-        row = cursor.fetchone()
-    return row[0] if row else None
+def call_json_function(sql: str, params: list[Any]) -> Any:
+    """Run one statement that returns a single jsonb value, decoded (None for SQL NULL).
+
+    Inside a transaction it runs in a savepoint, so that a failed statement (an
+    IntegrityError) leaves the transaction usable.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            value = cursor.fetchone()[0]
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            value = cursor.fetchone()[0]
+    # Django reads jsonb as text and leaves the decoding to the caller.
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def lease_next_item(
     *,
-    project: Project,
+    project: Project | int,
     labeler: AbstractBaseUser,
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> Lease | None:
-    """Give ``labeler`` their next item in ``project``, or None when nothing is left for them.
+    """Give ``labeler`` their next item in ``project`` (a Project or its id), or None when
+    nothing is left for them; NotFound when the project is missing or inactive.
 
     A labeler with a live lease gets that item again (a reload never burns an item).
     """
     now = now or timezone.now()
-    rng = rng or random.Random()
     _maybe_reclaim(now)
-    existing = current_lease(project=project, labeler=labeler, now=now)
-    if existing is not None:
-        return Lease(assignment=existing, item=existing.item, resumed=True)
-
-    want_gold = project.gold_rate > 0 and rng.random() < project.gold_rate
+    request = lease_request(rng)
+    project_id = project.pk if isinstance(project, Project) else project
+    params = [project_id, labeler.pk, request["gold_draw"], now, request["order_keys"]]
     for attempt in range(3):
         try:
-            with transaction.atomic():
-                item_id = _pick_item_id(project=project, labeler_id=labeler.pk, gold=want_gold)
-                if item_id is None:
-                    item_id = _pick_item_id(project=project, labeler_id=labeler.pk, gold=not want_gold)
-                if item_id is None:
-                    return None
-                item = next(iter(ComparisonItem.objects.raw(_TAKE_SLOT_SQL, {"item": item_id})))
-                response_ids = list(
-                    ItemResponse.objects.filter(item_id=item_id)
-                    .order_by("position")
-                    .values_list("response_id", flat=True)
-                )
-                rng.shuffle(response_ids)
-                assignment = Assignment.objects.create(
-                    item=item,
-                    labeler=labeler,
-                    shown_order=response_ids,
-                    leased_at=now,
-                    expires_at=now + timedelta(seconds=project.lease_seconds),
-                )
+            return lease_from_row(call_json_function(_LEASE_NEXT_SQL, params))
         except IntegrityError:
-            # The same labeler leased concurrently in another request: use that lease.
-            existing = current_lease(project=project, labeler=labeler, now=now)
-            if existing is not None:
-                return Lease(assignment=existing, item=existing.item, resumed=True)
+            # The same labeler leased concurrently in another request: try again (it resumes).
             if attempt == 2:
                 raise
-            continue
-        return Lease(assignment=assignment, item=assignment.item, resumed=False)
     return None
 
 

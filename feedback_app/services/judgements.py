@@ -8,22 +8,23 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
-from feedback_app.models import Assignment, ComparisonItem, Demonstration, ItemResponse, Judgement
+from feedback_app.models import ComparisonItem, ItemResponse, Judgement
+from feedback_app.services.assignment import (
+    Lease,
+    call_json_function,
+    lease_from_row,
+    lease_next_item,
+    lease_request,
+)
 from feedback_app.services.errors import Conflict, InvalidInput, NotFound
-from feedback_app.services.ranking import normalize_ranking
-from feedback_app.services.ratelimit import check_vote_rate
+from feedback_app.services.ranking import MAX_ID, normalize_ranking, parse_ranking
+from feedback_app.services.ratelimit import check_vote_rate, too_many_votes, vote_rate
 
 MAX_CLIENT_KEY = 64
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    judgement: Judgement
-    created: bool
 
 
 def _check_text(value: str | None, *, field: str, limit: int) -> str:
@@ -52,6 +53,37 @@ def _replay(labeler: AbstractBaseUser, client_key: str, item_id: int) -> SubmitR
     return SubmitResult(judgement=previous, created=False)
 
 
+_SUBMIT_SQL = "SELECT feedback_submit_judgement(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    judgement: Judgement
+    created: bool
+    # With ``lease_next``: the labeler's next lease (None when nothing is left for them).
+    next_lease: Lease | None = None
+
+
+def _judgement_from_row(row: dict[str, Any], labeler: AbstractBaseUser) -> Judgement:
+    judgement = Judgement(
+        id=row["id"],
+        item_id=row["item_id"],
+        labeler=labeler,
+        assignment_id=row["assignment_id"],
+        ranking=row["ranking"],
+        all_bad=row["all_bad"],
+        rationale=row["rationale"],
+        shown_order=row["shown_order"],
+        time_spent_ms=row["time_spent_ms"],
+        client_key=row["client_key"],
+        supersedes_id=row["supersedes_id"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+    judgement._state.adding = False
+    judgement._state.db = connection.alias
+    return judgement
+
+
 def submit_judgement(
     *,
     labeler: AbstractBaseUser,
@@ -63,12 +95,17 @@ def submit_judgement(
     time_spent_ms: int = 0,
     demonstration: str = "",
     project_id: int | None = None,
+    lease_next: bool = False,
     now: datetime | None = None,
 ) -> SubmitResult:
     """Record ``labeler``'s ranking of a leased item (of ``project_id``, when given).
 
     Sending the same ``client_key`` again returns the first judgement unchanged
-    (a double click or a retry never records twice).
+    (a double click or a retry never records twice, and is never rate-limited).
+    With ``lease_next``, the labeler's next item in the item's project is leased in the same
+    statement (``SubmitResult.next_lease``). One round trip to PostgreSQL: the
+    checks that need the database, the writes and the next lease run in the
+    function ``feedback_submit_judgement`` (migration 0004).
     """
     now = now or timezone.now()
     limits = settings.FEEDBACK
@@ -78,92 +115,75 @@ def submit_judgement(
     if isinstance(time_spent_ms, bool) or not isinstance(time_spent_ms, int) or time_spent_ms < 0:
         raise InvalidInput("time_spent_ms must be a non-negative integer")
     time_spent_ms = min(time_spent_ms, limits["MAX_TIME_SPENT_MS"])
-
+    if not isinstance(item_id, int) or isinstance(item_id, bool) or not 0 < item_id <= MAX_ID:
+        raise NotFound(f"Item {item_id} does not exist.")
+    groups = parse_ranking(ranking)
+    rate_limit, rate_window = vote_rate()
+    lease = lease_request() if lease_next else None
+    params = [
+        labeler.pk,
+        item_id,
+        project_id,
+        Jsonb(groups),
+        sorted(rid for group in groups for rid in group),
+        bool(all_bad),
+        rationale,
+        time_spent_ms,
+        client_key,
+        demonstration,
+        now,
+        Jsonb(lease) if lease is not None else None,
+        rate_limit,
+        rate_window,
+    ]
     try:
-        with transaction.atomic():
-            leases = Assignment.objects.select_for_update().filter(item_id=item_id, labeler=labeler)
-            if project_id is not None:
-                leases = leases.filter(item__project_id=project_id)
-            assignment = leases.first()
-            if assignment is None:
-                _explain_missing_lease(item_id, project_id)
-            if assignment.status == Assignment.Status.SUBMITTED:
-                # A retry or a double click: answer with the judgement already recorded.
-                replay = _replay(labeler, client_key, item_id)
-                if replay is not None:
-                    return replay
-                raise Conflict(
-                    f"You already judged item {item_id}; to change your answer, send a correction "
-                    "that supersedes your judgement."
-                )
-            if assignment.status == Assignment.Status.SKIPPED:
-                raise Conflict(f"You skipped item {item_id}; it is no longer leased to you.")
-            # The shown order holds exactly the item's response ids.
-            groups = normalize_ranking(ranking, assignment.shown_order)
-            check_vote_rate(labeler.pk)
-            if assignment.status == Assignment.Status.EXPIRED:
-                _retake_expired_slot(item_id)
-            judgement = Judgement.objects.create(
-                item_id=item_id,
-                labeler=labeler,
-                assignment=assignment,
-                ranking=groups,
-                all_bad=bool(all_bad),
-                rationale=rationale,
-                shown_order=assignment.shown_order,
-                time_spent_ms=time_spent_ms,
-                client_key=client_key,
-                created_at=now,
-            )
-            if demonstration:
-                Demonstration.objects.create(
-                    prompt_id=ComparisonItem.objects.values_list("prompt_id", flat=True).get(pk=item_id),
-                    item_id=item_id,
-                    labeler=labeler,
-                    text=demonstration,
-                    judgement=judgement,
-                    created_at=now,
-                )
-            Assignment.objects.filter(pk=assignment.pk).update(
-                status=Assignment.Status.SUBMITTED, finished_at=now
-            )
-            ComparisonItem.objects.filter(pk=item_id).update(
-                judgement_count=F("judgement_count") + 1,
-                active_leases=F("active_leases") - 1,
-                status=Case(
-                    When(
-                        Q(is_gold=False) & Q(judgement_count__gte=F("judgements_wanted") - 1),
-                        then=Value(ComparisonItem.Status.COMPLETE),
-                    ),
-                    default=F("status"),
-                ),
-            )
+        row = call_json_function(_SUBMIT_SQL, params)
     except IntegrityError:
         # Two requests with one client key raced: the other one won; answer with its judgement.
         replay = _replay(labeler, client_key, item_id)
         if replay is None:
             raise
         return replay
-    return SubmitResult(judgement=judgement, created=True)
+    outcome = row["outcome"]
+    if outcome == "created":
+        next_lease = lease_from_row(row["next"]) if row["next"] else None
+        return SubmitResult(_judgement_from_row(row["judgement"], labeler), True, next_lease)
+    if outcome == "replay":
+        next_lease = None
+        if lease_next:
+            project = project_id or ComparisonItem.objects.get(pk=item_id).project_id
+            next_lease = lease_next_item(project=project, labeler=labeler, now=now)
+        return SubmitResult(_judgement_from_row(row["judgement"], labeler), False, next_lease)
+    _raise_for(outcome, row, item_id=item_id, project_id=project_id, client_key=client_key, groups=groups)
+    raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover
 
 
-def _explain_missing_lease(item_id: int, project_id: int | None) -> None:
-    items = ComparisonItem.objects.filter(pk=item_id)
-    if not items.exists():
+def _raise_for(
+    outcome: str, row: dict[str, Any], *, item_id: int, project_id: int | None, client_key: str, groups
+) -> None:
+    """Turn a refusal of ``feedback_submit_judgement`` into the service error that explains it."""
+    if outcome == "no_project":
+        raise NotFound(f"Project {project_id} does not exist or is not active.")
+    if outcome == "not_found":
         raise NotFound(f"Item {item_id} does not exist.")
-    if project_id is not None and not items.filter(project_id=project_id).exists():
+    if outcome == "wrong_project":
         raise InvalidInput(f"Item {item_id} is not part of project {project_id}.")
-    raise Conflict(f"Item {item_id} is not leased to you; fetch your next item first.")
-
-
-def _retake_expired_slot(item_id: int) -> None:
-    """A late answer on a reclaimed lease still counts if the item has room for it."""
-    taken = ComparisonItem.objects.filter(
-        Q(is_gold=True) | Q(judgement_count__lt=F("judgements_wanted") - F("active_leases")),
-        pk=item_id,
-        status=ComparisonItem.Status.OPEN,
-    ).update(active_leases=F("active_leases") + 1)
-    if not taken:
+    if outcome == "not_leased":
+        raise Conflict(f"Item {item_id} is not leased to you; fetch your next item first.")
+    if outcome == "key_conflict":
+        raise Conflict(f"client_key {client_key!r} was already used for a judgement on another item")
+    if outcome == "already_judged":
+        raise Conflict(
+            f"You already judged item {item_id}; to change your answer, send a correction "
+            "that supersedes your judgement."
+        )
+    if outcome == "skipped":
+        raise Conflict(f"You skipped item {item_id}; it is no longer leased to you.")
+    if outcome == "rate_limited":
+        raise too_many_votes(max(0.001, float(row["retry_after"])))
+    if outcome == "ranking_mismatch":
+        normalize_ranking(groups, row["shown_order"])  # raises with the exact difference
+    if outcome == "slot_taken":
         raise Conflict(
             f"Your lease on item {item_id} expired and the item was given to other labelers; "
             "fetch your next item."
@@ -191,7 +211,7 @@ def correct_judgement(
     replay = _replay(labeler, client_key, old.item_id)
     if replay is not None:
         return replay
-    check_vote_rate(labeler.pk)
+    check_vote_rate(labeler.pk, now)
     response_ids = list(
         ItemResponse.objects.filter(item_id=old.item_id).values_list("response_id", flat=True)
     )

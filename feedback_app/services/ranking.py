@@ -12,6 +12,7 @@ from typing import Any
 from feedback_app.services.errors import InvalidInput
 
 Ranking = list[list[int]]
+MAX_ID = 2**63 - 1  # PostgreSQL bigint
 
 
 def normalize_ranking(raw: Any, response_ids: Sequence[int]) -> Ranking:
@@ -20,6 +21,20 @@ def normalize_ranking(raw: Any, response_ids: Sequence[int]) -> Ranking:
     A bare id at the top level is accepted as a group of one, so a strict order
     can be sent as ``[7, 5, 6]``.
     """
+    groups = parse_ranking(raw)
+    seen = {rid for group in groups for rid in group}
+    expected = set(response_ids)
+    unknown = sorted(seen - expected)
+    if unknown:
+        raise InvalidInput(f"ranking names response(s) {unknown} that are not part of this item")
+    missing = sorted(expected - seen)
+    if missing:
+        raise InvalidInput(f"ranking leaves out response(s) {missing}; rank every response")
+    return groups
+
+
+def parse_ranking(raw: Any) -> Ranking:
+    """The shape of a ranking, without knowing the item: non-empty groups of ids, no id twice."""
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("ranking must be a non-empty list of groups of response ids, best first")
     groups: Ranking = []
@@ -29,21 +44,14 @@ def normalize_ranking(raw: Any, response_ids: Sequence[int]) -> Ranking:
             raise InvalidInput(f"ranking group {position} is empty")
         clean: list[int] = []
         for member in members:
-            if isinstance(member, bool) or not isinstance(member, int):
+            if isinstance(member, bool) or not isinstance(member, int) or not 0 < member <= MAX_ID:
                 raise InvalidInput(f"ranking group {position} holds {member!r}, which is not a response id")
             clean.append(member)
         groups.append(clean)
     seen = [rid for group in groups for rid in group]
-    expected = set(response_ids)
-    duplicates = sorted({rid for rid in seen if seen.count(rid) > 1})
-    if duplicates:
+    if len(set(seen)) != len(seen):
+        duplicates = sorted({rid for rid in seen if seen.count(rid) > 1})
         raise InvalidInput(f"ranking lists response(s) {duplicates} more than once")
-    unknown = sorted(set(seen) - expected)
-    if unknown:
-        raise InvalidInput(f"ranking names response(s) {unknown} that are not part of this item")
-    missing = sorted(expected - set(seen))
-    if missing:
-        raise InvalidInput(f"ranking leaves out response(s) {missing}; rank every response")
     return groups
 
 
