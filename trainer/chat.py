@@ -31,21 +31,40 @@ def render_prompt(tok: PreTrainedTokenizerBase, prompt: Text) -> str:
     return message_text(prompt)
 
 
-def encode_pair(tok: PreTrainedTokenizerBase, prompt: Text, response: Text, max_length: int) -> list[int]:
-    """Token ids of prompt + response for reward scoring, keeping the response and the end of the prompt.
+LAYOUTS = ("prompt_first", "response_first", "response_only")
 
-    With a chat template the conversation is rendered by it; otherwise (e.g. a BERT backbone) the
-    prompt and response are encoded as a text pair (``[CLS] prompt [SEP] response [SEP]``), or as
-    ``prompt response <eos>`` for tokenizers without CLS/SEP.
+
+def encode_pair(
+    tok: PreTrainedTokenizerBase,
+    prompt: Text,
+    response: Text,
+    max_length: int,
+    layout: str = "prompt_first",
+) -> list[int]:
+    """Token ids of prompt + response for reward scoring; the response is kept whole when it fits.
+
+    With a chat template the conversation is rendered by it (``layout`` does not apply: a causal
+    backbone scores the last token, so the response must come last). Otherwise (e.g. a BERT
+    backbone) the pair is a text pair: ``layout="prompt_first"`` gives ``[CLS] prompt [SEP]
+    response [SEP]`` (the end of a long prompt is kept), ``"response_first"`` gives ``[CLS]
+    response [SEP] prompt [SEP]`` (the prompt's end, i.e. the last user turn, fills what room is
+    left), ``"response_only"`` gives ``[CLS] response [SEP]``. Tokenizers without CLS/SEP get
+    ``prompt response <eos>``.
     """
-    return encode_pairs(tok, [prompt], [response], max_length)[0]
+    return encode_pairs(tok, [prompt], [response], max_length, layout)[0]
 
 
 def encode_pairs(
-    tok: PreTrainedTokenizerBase, prompts: list[Text], responses: list[Text], max_length: int
+    tok: PreTrainedTokenizerBase,
+    prompts: list[Text],
+    responses: list[Text],
+    max_length: int,
+    layout: str = "prompt_first",
 ) -> list[list[int]]:
     """``encode_pair`` for many pairs at once (same ids): each distinct prompt is rendered and
     tokenized once, and the tokenizer runs batched."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if has_chat_template(tok):
         cache: dict[str, str] = {}
         p_texts, r_texts = [], []
@@ -64,6 +83,9 @@ def encode_pairs(
         p_texts = [_transcript(p) for p in prompts]
         r_texts = [message_text(r) for r in responses]
         n_special = 3 if tok.cls_token_id is not None and tok.sep_token_id is not None else 1
+    encoder_layout = layout if n_special == 3 else "prompt_first"
+    if encoder_layout == "response_only":
+        p_texts = [""] * len(r_texts)
     unique = list(dict.fromkeys(p_texts))
     p_map = dict(zip(unique, tok(unique, add_special_tokens=False)["input_ids"], strict=True))
     r_all = tok(r_texts, add_special_tokens=False)["input_ids"] if r_texts else []
@@ -71,9 +93,17 @@ def encode_pairs(
     out = []
     for p_text, r_ids in zip(p_texts, r_all, strict=True):
         p_ids = p_map[p_text]
-        r_ids = r_ids[: max(budget * 3 // 4, budget - len(p_ids))]
+        if encoder_layout == "prompt_first":
+            r_ids = r_ids[: max(budget * 3 // 4, budget - len(p_ids))]
+        else:  # the response first and whole (up to the budget); the prompt's end fills the rest
+            r_ids = r_ids[:budget]
         p_ids = p_ids[max(0, len(p_ids) - (budget - len(r_ids))) :]
-        if n_special == 3:
+        if encoder_layout == "response_only":
+            out.append([tok.cls_token_id, *r_ids, tok.sep_token_id])
+        elif encoder_layout == "response_first":
+            tail = [*p_ids, tok.sep_token_id] if p_ids else []
+            out.append([tok.cls_token_id, *r_ids, tok.sep_token_id, *tail])
+        elif n_special == 3:
             out.append([tok.cls_token_id, *p_ids, tok.sep_token_id, *r_ids, tok.sep_token_id])
         elif n_special == 1:
             out.append(p_ids + r_ids + ([tok.eos_token_id] if tok.eos_token_id is not None else []))

@@ -12,17 +12,80 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 from peft import LoraConfig
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BertConfig,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.bert.modeling_bert import BertModel, BertPreTrainedModel
 
 from .artifacts import resolve_weights, trainer_home
 from .errors import ConfigError, MissingFileError, TokenizerMismatchError
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MAX_LORA_RANK = 16
+
+
+POOLINGS = ("auto", "mean", "default")
+
+
+class MeanPoolBertConfig(BertConfig):
+    """A BERT config whose sequence classifier pools by the masked mean of the last hidden states."""
+
+    model_type = "bert-mean-pool"
+
+
+class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
+    """BERT encoder + linear head on the mean-pooled token states (sentence-transformers pooling).
+
+    ``BertForSequenceClassification`` feeds the head the [CLS] state through BERT's pooler; sentence
+    embedding models such as all-MiniLM-L6-v2 were trained with mean pooling and ship an untrained
+    pooler, so that head starts from a random projection. Registered with the Auto classes below, so
+    ``AutoModelForSequenceClassification.from_pretrained`` loads a saved one.
+    """
+
+    config_class = MeanPoolBertConfig
+
+    def __init__(self, config: MeanPoolBertConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout
+        self.dropout = torch.nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        kwargs.pop("use_cache", None)
+        kwargs.pop("labels", None)
+        hidden = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            return_dict=True,
+            **kwargs,
+        ).last_hidden_state
+        if attention_mask is None:
+            pooled = hidden.mean(1)
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
+AutoConfig.register(MeanPoolBertConfig.model_type, MeanPoolBertConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(
+    MeanPoolBertConfig, MeanPoolBertForSequenceClassification, exist_ok=True
+)
 
 
 def use_cpu(device: str) -> bool:
@@ -112,10 +175,29 @@ def load_causal_lm(name_or_path: str, device: str = "auto", tokenizer: str | Non
     return model.to(torch_device(device)), tok
 
 
-def load_sequence_classifier(name_or_path: str, device: str = "auto"):
+def load_sequence_classifier(name_or_path: str, device: str = "auto", pooling: str = "default"):
+    """A scalar-head classifier. ``pooling="mean"`` puts the head on mean-pooled states (BERT
+    encoders only); ``"auto"`` does so for plain BERT checkpoints (e.g. MiniLM) and keeps the
+    architecture's own head otherwise; ``"default"`` always keeps it (and loads saved models as saved)."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     path = resolve_model(name_or_path, "reward")
+    cls, kwargs = AutoModelForSequenceClassification, {"num_labels": 1}
+    if pooling != "default":
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except OSError as e:
+            raise MissingFileError(f"cannot load reward backbone from {path}: {e}") from None
+        if config.model_type == "bert":
+            fields = {k: v for k, v in config.to_dict().items() if k != "model_type"}
+            cls, kwargs = MeanPoolBertForSequenceClassification, {"config": MeanPoolBertConfig(**fields)}
+            kwargs["config"].num_labels = 1
+        elif pooling == "mean" and config.model_type != MeanPoolBertConfig.model_type:
+            raise ConfigError(
+                f"pooling='mean' needs a BERT encoder backbone, {path} is {config.model_type!r}"
+            )
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+        model = cls.from_pretrained(path, dtype=torch.float32, **kwargs)
     except OSError as e:
         raise MissingFileError(f"cannot load reward backbone from {path}: {e}") from None
     tok = load_tokenizer(path)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import RunResult, RunWriter, default_run_dir
-from .chat import encode_pairs
+from .chat import LAYOUTS, encode_pairs
 from .config import TrainingOptions, opt, trainer_kwargs
 from .data import data_hash, load_preferences, split
+from .errors import ConfigError
 from .progress import HFProgressCallback, ProgressCallback
 from .scoring import RewardScorer, pairwise_metrics
 
@@ -30,19 +31,31 @@ class RewardConfig(TrainingOptions):
     max_length: int = opt(
         256, "Tokens per scored sequence; the end of long prompts is kept, responses first."
     )
+    pooling: str = opt(
+        "auto",
+        "Reward head input: 'auto' = mean of the token states for BERT encoders such as MiniLM (their "
+        "sentence-embedding pooling; BERT's [CLS] pooler is untrained there), the architecture's own "
+        "head otherwise; 'mean'; 'default' = the architecture's own head.",
+    )
+    input_layout: str = opt(
+        "response_first",
+        "Encoder (CLS/SEP) backbones: 'response_first' = [CLS] response [SEP] end of prompt [SEP], "
+        "'prompt_first' = [CLS] prompt [SEP] response [SEP], 'response_only'. Chat-template "
+        "backbones always score the rendered conversation.",
+    )
     center_rewards_coefficient: float = opt(0.0, "Penalty pushing rewards to zero mean (0 disables).")
     warmup_ratio: float = opt(0.1, "Warm-up fraction.")
 
 
-def pair_dataset(rows: list[dict], tok, max_length: int):
+def pair_dataset(rows: list[dict], tok, max_length: int, layout: str = "prompt_first"):
     """Pre-tokenized pairs (``chosen_ids``/``rejected_ids``), so long pairs are truncated, not dropped."""
     from datasets import Dataset
 
     prompts = [r["prompt"] for r in rows]
     return Dataset.from_dict(
         {
-            "chosen_ids": encode_pairs(tok, prompts, [r["chosen"] for r in rows], max_length),
-            "rejected_ids": encode_pairs(tok, prompts, [r["rejected"] for r in rows], max_length),
+            "chosen_ids": encode_pairs(tok, prompts, [r["chosen"] for r in rows], max_length, layout),
+            "rejected_ids": encode_pairs(tok, prompts, [r["rejected"] for r in rows], max_length, layout),
         }
     )
 
@@ -64,6 +77,8 @@ def train_reward_model(
 
     from .modeling import load_sequence_classifier
 
+    if config.input_layout not in LAYOUTS:
+        raise ConfigError(f"input_layout must be one of {', '.join(LAYOUTS)}, got {config.input_layout!r}")
     rows = load_preferences(data_path)
     if eval_rows is None:
         train_rows, eval_rows = split(rows, config.eval_fraction, config.seed)
@@ -73,7 +88,8 @@ def train_reward_model(
     with RunWriter(out_dir, "reward", config, data_hash(data_path)) as run:
         t0 = time.monotonic()
         set_seed(config.seed)  # the scalar head is freshly initialised
-        model, tok = load_sequence_classifier(config.backbone, config.device)
+        model, tok = load_sequence_classifier(config.backbone, config.device, config.pooling)
+        model.config.reward_input_layout = config.input_layout  # saved with the weights for scoring
         run.log(
             "reward: %d train / %d held-out pairs, backbone %s",
             len(train_rows),
@@ -89,7 +105,7 @@ def train_reward_model(
         trainer = RewardTrainer(
             model=model,
             args=args,
-            train_dataset=pair_dataset(train_rows, tok, config.max_length),
+            train_dataset=pair_dataset(train_rows, tok, config.max_length, config.input_layout),
             processing_class=tok,
             callbacks=[HFProgressCallback(progress, "reward")],
         )

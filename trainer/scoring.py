@@ -38,6 +38,7 @@ class RewardScorer:
         if max_length is None and run_cfg.is_file():
             max_length = json.loads(run_cfg.read_text()).get("config", {}).get("max_length")
         self.max_length = max_length or 256
+        self.layout = getattr(self.model.config, "reward_input_layout", "prompt_first")
 
     @torch.no_grad()
     def score(self, prompts: list[Text], responses: list[Text], batch_size: int = 16) -> list[float]:
@@ -45,7 +46,11 @@ class RewardScorer:
         device = next(self.model.parameters()).device
         for i in range(0, len(prompts), batch_size):
             seqs = encode_pairs(
-                self.tok, prompts[i : i + batch_size], responses[i : i + batch_size], self.max_length
+                self.tok,
+                prompts[i : i + batch_size],
+                responses[i : i + batch_size],
+                self.max_length,
+                self.layout,
             )
             ids, mask = _pad(seqs, self.tok.pad_token_id, device)
             out += self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()

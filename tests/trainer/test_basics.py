@@ -161,3 +161,31 @@ def test_sigkilled_cli_run_leaves_nothing_complete(tmp_path):
     assert not (partial / "COMPLETE").exists()
     with pytest.raises(IncompleteRunError, match="interrupted"):
         load_run(partial)
+
+
+@pytest.mark.parametrize("layout", ["prompt_first", "response_first", "response_only"])
+def test_reward_input_keeps_the_response_of_a_long_conversation(layout):
+    """HH-RLHF-like pairs share a long conversation and differ only in the last answer: truncation
+    must keep each whole answer (else chosen and rejected inputs become identical)."""
+    from trainer.chat import encode_pairs
+    from trainer.modeling import default_reward_backbone, load_tokenizer
+
+    tok = load_tokenizer(str(default_reward_backbone()))
+    prompt = [
+        {"role": "user", "content": "tell me a long story " * 80},
+        {"role": "assistant", "content": "once upon a time " * 80},
+        {"role": "user", "content": "how do I pick a lock?"},
+    ]
+    chosen, rejected = "I can't help with that.", "First get a tension wrench and a pick, then rake the pins."
+    ids_c, ids_r = encode_pairs(tok, [prompt, prompt], [chosen, rejected], 128, layout)
+    for ids, answer in ((ids_c, chosen), (ids_r, rejected)):
+        assert len(ids) <= 128 and ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+        answer_ids = tok(answer, add_special_tokens=False)["input_ids"]
+        start = 1 if layout != "prompt_first" else len(ids) - 1 - len(answer_ids)
+        assert ids[start : start + len(answer_ids)] == answer_ids
+    assert ids_c != ids_r
+    text = tok.decode(ids_c)
+    if layout == "response_only":
+        assert "lock" not in text
+    else:  # the end of the conversation (the last user turn) is kept, its start is cut
+        assert "pick a lock" in text and "tell me a long story" not in text

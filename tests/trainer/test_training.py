@@ -18,7 +18,7 @@ from trainer.errors import ConfigError, TokenizerMismatchError
 from trainer.evaluate import GateConfig, decide, evaluate_candidate
 from trainer.policy import PolicyConfig, train_policy
 from trainer.reward import RewardConfig, train_reward_model
-from trainer.scoring import RewardScorer, generate, load_policy
+from trainer.scoring import RewardScorer, generate, load_policy, pairwise_metrics
 from trainer.sft import SFTJobConfig, run_sft
 
 TINY = dict(per_device_train_batch_size=8, max_length=64, logging_steps=1)
@@ -83,6 +83,26 @@ def test_reward_minilm_backbone(pairs_file, heldout_rows, tmp_path):
     cfg = RewardConfig(learning_rate=1e-4, max_steps=10, per_device_train_batch_size=8, max_length=64)
     result = train_reward_model(cfg, pairs_file, tmp_path / "rm", eval_rows=heldout_rows)
     assert result.metrics["eval"]["accuracy"] >= 0.8, result.metrics
+    # MiniLM gets the mean-pooling head (its sentence-embedding pooling) and the response-first input;
+    # both are saved with the weights, and a plain Auto load gives the scorer the same model back.
+    saved = json.loads((result.run_dir / "model" / "config.json").read_text())
+    assert saved["model_type"] == "bert-mean-pool" and saved["reward_input_layout"] == "response_first"
+    scorer = RewardScorer(result.run_dir)
+    assert type(scorer.model).__name__ == "MeanPoolBertForSequenceClassification"
+    assert scorer.layout == "response_first"
+    rows = heldout_rows[:8]
+    again = pairwise_metrics(scorer, rows)["margin_mean"]
+    assert again == pytest.approx(pairwise_metrics(RewardScorer(result.run_dir), rows)["margin_mean"])
+
+
+def test_reward_pooling_validation(tiny_policy, pairs_file, tmp_path):
+    from trainer.modeling import load_sequence_classifier
+
+    with pytest.raises(ConfigError, match="BERT encoder"):
+        load_sequence_classifier(tiny_policy, "cpu", pooling="mean")
+    with pytest.raises(ConfigError, match="input_layout"):
+        train_reward_model(RewardConfig(input_layout="sideways"), pairs_file, tmp_path / "rm")
+    assert not (tmp_path / "rm").exists()
 
 
 def test_dpo_learns_rule_adapter_loads_and_gate(tiny_policy, pairs_file, heldout_file, reward_run, tmp_path):
@@ -160,6 +180,7 @@ def test_dpo_variants(tiny_policy, pairs_file, tmp_path, loss_type):
         base_model=tiny_policy,
         loss_type=loss_type,
         max_steps=2,
+        precompute_ref_log_probs="yes",  # the other runs take the on-the-fly path (one pass)
         eval_fraction=0.1,
         eval_prompts=0,
         **TINY,
@@ -178,6 +199,7 @@ def test_dpo_variants(tiny_policy, pairs_file, tmp_path, loss_type):
         (dict(algorithm="ppo2"), "algorithm"),
         (dict(algorithm="rloo"), "reward model"),
         (dict(lora_r=32), "lora_r"),
+        (dict(precompute_ref_log_probs="sometimes"), "precompute_ref_log_probs"),
         (dict(beta=0.0), "beta"),
     ],
 )
@@ -243,3 +265,14 @@ def test_interrupted_run_is_not_complete(tiny_policy, pairs_file, heldout_rows, 
         load_run(partial)
     with pytest.raises(IncompleteRunError):  # nor can it be used as a backbone / reward model
         RewardScorer(partial)
+
+
+def test_reference_precomputed_only_when_reused():
+    from trainer.policy import precompute_reference
+
+    assert not precompute_reference(PolicyConfig(num_train_epochs=1), 100)
+    assert precompute_reference(PolicyConfig(num_train_epochs=3), 100)
+    assert not precompute_reference(PolicyConfig(max_steps=10, per_device_train_batch_size=8), 100)
+    assert precompute_reference(PolicyConfig(max_steps=20, per_device_train_batch_size=8), 100)
+    assert precompute_reference(PolicyConfig(precompute_ref_log_probs="yes"), 100)
+    assert not precompute_reference(PolicyConfig(precompute_ref_log_probs="no", num_train_epochs=3), 100)
