@@ -38,8 +38,11 @@ class PolicyConfig(TrainingOptions):
     )
     beta: float = opt(0.1, "DPO temperature beta / RLOO KL coefficient to the reference.")
     simpo_gamma: float = opt(0.5, "SimPO target reward margin (loss_type='simpo').")
-    precompute_ref_log_probs: bool = opt(
-        True, "DPO: compute reference log-probs once before training (faster)."
+    precompute_ref_log_probs: str = opt(
+        "auto",
+        "DPO: 'yes' = reference log-probs in one pass before training, 'no' = on the fly in each step, "
+        "'auto' = precompute when training passes over the pairs more than once (each is then computed "
+        "once instead of once per epoch; in a single pass precomputing only adds its caching cost).",
     )
     lora_r: int = opt(8, "LoRA rank (<= 16 for vLLM --max-lora-rank 16).")
     lora_alpha: int = opt(16, "LoRA alpha.")
@@ -90,6 +93,10 @@ def validate(config: PolicyConfig, reward_model_dir: str | Path | None = None) -
         raise ConfigError(
             f"lora_r must be in 1..{MAX_LORA_RANK} (vLLM runs with --max-lora-rank {MAX_LORA_RANK})"
         )
+    if config.precompute_ref_log_probs not in ("auto", "yes", "no"):
+        raise ConfigError(
+            f"precompute_ref_log_probs must be 'auto', 'yes' or 'no', got {config.precompute_ref_log_probs!r}"
+        )
     losses = loss_types(config)
     if not losses:
         raise ConfigError("loss_type is empty")
@@ -108,6 +115,16 @@ def validate(config: PolicyConfig, reward_model_dir: str | Path | None = None) -
                 f"per_device_train_batch_size ({config.per_device_train_batch_size}) must be a multiple "
                 f"of num_generations ({config.num_generations})"
             )
+
+
+def precompute_reference(config: PolicyConfig, n_train: int) -> bool:
+    """Whether DPO precomputes the reference log-probs (see ``precompute_ref_log_probs``)."""
+    if config.precompute_ref_log_probs != "auto":
+        return config.precompute_ref_log_probs == "yes"
+    if config.max_steps > 0:
+        pairs_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        return config.max_steps * pairs_per_step > n_train
+    return config.num_train_epochs > 1
 
 
 def _dataset(rows: list[dict], tok):
@@ -144,7 +161,9 @@ def _train_dpo(config: PolicyConfig, rows: list[dict], run: RunWriter, progress)
         args = CPOConfig(**common, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=config.simpo_gamma)
         cls = CPOTrainer
     else:
-        args = DPOConfig(**common, loss_type=losses, precompute_ref_log_probs=config.precompute_ref_log_probs)
+        args = DPOConfig(
+            **common, loss_type=losses, precompute_ref_log_probs=precompute_reference(config, len(rows))
+        )
         cls = DPOTrainer
     trainer = cls(
         model=model,
