@@ -47,8 +47,8 @@ from feedback_app.models import (
     messages_hash,
 )
 from feedback_app.services import generation, registry
-from feedback_app.services.errors import Conflict, InvalidInput, NotFound, ServiceError
-from feedback_app.services.judgements import submit_judgement
+from feedback_app.services.errors import Conflict, InvalidInput, NotFound, RateLimited, ServiceError
+from feedback_app.services.judgements import active_judgements, submit_judgement
 from trainer.generation.base import (
     BackendUnavailable,
     GenerationError,
@@ -63,7 +63,10 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_KEY = 64
 TITLE_CHARS = 80
 MAX_CONTEXT_MESSAGES = 64  # trainer.generation.base.Limits.max_messages
-CHAT_LEASE_SECONDS = 24 * 3600  # the longest lease a project allows: the user answers when they come back
+# A chat comparison belongs to its user's conversation: the lease is not reclaimed for other labelers
+# (the item would otherwise show a private conversation to someone else); the user picks whenever
+# they come back.
+CHAT_LEASE = timedelta(days=3650)
 UNAVAILABLE = (
     "The model is unavailable right now, so no answer could be written. "
     "Your message is saved: retry in a moment."
@@ -89,6 +92,8 @@ def chat_config() -> dict[str, Any]:
         "MAX_TOKENS": env_int("CHAT_MAX_TOKENS", 256),
         "TEMPERATURE": env_float("CHAT_TEMPERATURE", 0.7),
         "FEEDBACK_PROJECT": env_str("CHAT_FEEDBACK_PROJECT", "Chat feedback"),
+        # Answers one user may have being written at the same time (across conversations).
+        "MAX_STREAMS_PER_USER": env_int("CHAT_MAX_STREAMS_PER_USER", 2),
     }
     return {**defaults, **getattr(settings, "CHAT", {})}
 
@@ -330,6 +335,19 @@ def _claim(
             message.started_at and now - message.started_at < _stale_after()
         ):
             raise Conflict("This answer is being written in another window; reload to see it.")
+        busy = (
+            ChatMessage.objects.filter(
+                conversation__user=user,
+                status=ChatMessage.Status.STREAMING,
+                started_at__gt=now - _stale_after(),
+            )
+            .exclude(pk=message.pk)
+            .count()
+        )
+        if busy >= int(chat_config()["MAX_STREAMS_PER_USER"]):
+            raise RateLimited(
+                f"You already have {busy} answer(s) being written; wait for them to finish.", retry_after=5
+            )
         message.status = ChatMessage.Status.STREAMING
         message.started_at = now
         message.content = ""
@@ -635,7 +653,6 @@ def feedback_project() -> Project:
             "responses_per_item": 2,
             "judgements_per_item": 1,
             "gold_rate": 0.0,
-            "lease_seconds": CHAT_LEASE_SECONDS,
         },
     )
     return project
@@ -696,7 +713,7 @@ def _store_comparison(
             labeler_id=user_id,
             shown_order=[r.pk for r in responses],
             leased_at=now,
-            expires_at=now + timedelta(seconds=project.lease_seconds),
+            expires_at=now + CHAT_LEASE,
         )
         message.item = item
         message.status = ChatMessage.Status.CHOOSING
@@ -757,10 +774,16 @@ def choose(
         ).judgement
     except Conflict:
         assignment.refresh_from_db()
-        if assignment.status != Assignment.Status.EXPIRED:
+        earlier = active_judgements().filter(item_id=message.item_id, labeler=user).first()
+        if assignment.status == Assignment.Status.SUBMITTED and earlier is not None:
+            # Already judged elsewhere (the labeler page of the chat feedback project): that pick stands.
+            judgement = earlier
+            kind = "bad" if earlier.all_bad else "2" if earlier.ranking[0] == [second] else "1"
+        elif assignment.status == Assignment.Status.EXPIRED:
+            # The lease was reclaimed and the slot went elsewhere: the pick is not recorded; the chat goes on.
+            log.info("chat comparison %s expired before the choice", message.item_id)
+        else:
             raise
-        # The lease ran out and the slot went elsewhere: the pick is not recorded, the chat goes on.
-        log.info("chat comparison %s expired before the choice", message.item_id)
     winner_id = second if kind == "2" else first
     winner = Response.objects.get(pk=winner_id)
     with transaction.atomic():

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from feedback_app.models import Assignment, ChatMessage, ComparisonItem, Conversation, Judgement
 from feedback_app.services import chat, generation
+from feedback_app.services.assignment import lease_next_item, reclaim_expired_leases
 from feedback_app.services.exports import ExportOptions, create_export, iter_export_lines
+from feedback_app.services.judgements import submit_judgement
 from tests.factories import UserFactory
 from trainer.generation.vllm_server import free_port
 
@@ -200,13 +204,24 @@ def test_size_limits_answer_with_a_clear_4xx(client, serving_base, settings):
     assert full.status_code == 400 and b"limit of 4 messages" in full.content
 
 
-def test_one_answer_at_a_time(client, serving_base):
+def test_one_answer_at_a_time(client, serving_base, settings):
     user = UserFactory()
     client.force_login(user)
     send(client, "First")
     answer = pending(user)
     blocked = send(client, "Second", answer.conversation)
     assert blocked.status_code == 409 and b"still being written" in blocked.content
+
+    # At most CHAT_MAX_STREAMS_PER_USER answers are written at once, across conversations.
+    settings.CHAT = {**settings.CHAT, "MAX_STREAMS_PER_USER": 1}
+    send(client, "Elsewhere")
+    other = pending(user)
+    ChatMessage.objects.filter(pk=answer.pk).update(status="streaming", started_at=timezone.now())
+    busy = stream(client, other)
+    assert busy.status_code == 429 and b"being written" in busy.content
+    assert stream(client, answer).status_code == 409  # the same answer in a second window
+    other.refresh_from_db()
+    assert other.status == "pending"
 
 
 # -- "which is better?" ---------------------------------------------------------------------------
@@ -343,3 +358,22 @@ def test_vllm_down_says_so_and_keeps_the_conversation(client, chat_settings, hf_
     answer.refresh_from_db()
     assert evs[-1][0] == "done" and answer.status == "complete" and answer.content
     assert chat.context(answer) == [{"role": "user", "content": "Are you there?"}]
+
+
+def test_a_chat_comparison_is_never_served_to_someone_else(client, settings, serving_base):
+    user, labeler = UserFactory(), UserFactory()
+    answer = _compare(client, settings, user)
+    project = answer.item.project
+    reclaim_expired_leases(now=timezone.now() + timedelta(days=30))
+    assert lease_next_item(project=project, labeler=labeler) is None
+    # The user's own labeler page of the project resumes the same item; a pick there stands in the chat.
+    lease = lease_next_item(project=project, labeler=user)
+    assert lease is not None and lease.item.pk == answer.item_id
+    first, second = lease.assignment.shown_order
+    ranking = [[second], [first]]
+    submit_judgement(labeler=user, item_id=answer.item_id, ranking=ranking, client_key="label-page")
+    url = reverse("chat-choose", args=[answer.conversation_id, answer.pk])
+    assert client.post(url, {"choice": "1", "client_key": "chat-page"}).status_code == 302
+    answer.refresh_from_db()
+    assert answer.status == "complete" and answer.response_id == second
+    assert Judgement.objects.count() == 1 and answer.judgement.client_key == "label-page"
