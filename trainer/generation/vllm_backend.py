@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -389,3 +389,86 @@ class VLLMGenerator:
     def health(self) -> dict[str, Any]:
         reps = [r.health() for r in self._replicas]
         return {"ok": all(r["ok"] for r in reps), "backend": "vllm", "replicas": reps}
+
+
+class RoutedVLLMGenerator:
+    """``Generator`` that sends each request to the replicas that serve its model.
+
+    ``route(model)`` names the replica URLs for a model (``None`` or empty: ``default_urls``); the
+    app answers it from the version registry, which every process reads, so a blue/green switch to a
+    new server reaches every process at once. ``serving()`` names the model new requests use: its
+    replicas are ``replicas`` (where the registry loads adapters) and ``health()``'s subject. One
+    ``VLLMGenerator`` (connection pool) is kept per set of URLs.
+    """
+
+    def __init__(
+        self,
+        default_urls: Sequence[str],
+        *,
+        route: Callable[[str], Sequence[str] | None],
+        serving: Callable[[], str] | None = None,
+        limits: Limits | None = None,
+        config: ClientConfig | None = None,
+        tokenizer: str | None = None,
+    ) -> None:
+        self.default_urls = tuple(default_urls)
+        if not self.default_urls:
+            raise BackendUnavailable("no vLLM replica URL is configured (VLLM_URLS)")
+        self.limits = limits or Limits()
+        self.config = config or ClientConfig()
+        self.tokenizer = tokenizer
+        self._route, self._serving = route, serving
+        self._generators: dict[tuple[str, ...], VLLMGenerator] = {}
+        self._lock = threading.Lock()
+
+    def urls_for(self, model: str | None) -> tuple[str, ...]:
+        return tuple((self._route(model) if model else None) or ()) or self.default_urls
+
+    def generator_for(self, model: str | None = None) -> VLLMGenerator:
+        urls = self.urls_for(model)
+        with self._lock:
+            gen = self._generators.get(urls)
+            if gen is None:
+                gen = VLLMGenerator(urls, limits=self.limits, config=self.config, tokenizer=self.tokenizer)
+                self._generators[urls] = gen
+            return gen
+
+    def _current(self) -> VLLMGenerator:
+        return self.generator_for(self._serving() if self._serving else None)
+
+    @property
+    def replicas(self) -> list[VLLMReplica]:
+        return self._current().replicas
+
+    @property
+    def urls(self) -> list[str]:
+        return self._current().urls
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(self.urls_for(r.model), []).append(i)
+        if len(groups) <= 1:
+            return self.generator_for(requests[0].model).generate(requests) if requests else []
+        results: list[GenerationResult | None] = [None] * len(requests)
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            batches = pool.map(
+                lambda idx: self.generator_for(requests[idx[0]].model).generate([requests[i] for i in idx]),
+                groups.values(),
+            )
+            for idx, batch in zip(groups.values(), batches, strict=True):
+                for i, res in zip(idx, batch, strict=True):
+                    results[i] = res
+        return [r for r in results if r is not None]
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        return self.generator_for(request.model).stream(request)
+
+    def health(self) -> dict[str, Any]:
+        return self._current().health()
+
+    def close(self) -> None:
+        with self._lock:
+            for gen in self._generators.values():
+                gen.close()
+            self._generators.clear()

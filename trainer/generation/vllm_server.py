@@ -8,6 +8,7 @@ supervisor thread restarts a crashed server on the same port with exponential ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -87,6 +88,66 @@ def server_env(cfg: ServerConfig) -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
     )
     return env
+
+
+def _is_vllm_server(pid: int, port: int) -> bool:
+    """Whether ``pid`` is still a vLLM server on ``port`` (guards against a recycled pid)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"vllm.entrypoints.openai.api_server" in args and str(port).encode() in args
+
+
+def stop_server_process(url: str, pid: int, *, kill_timeout: float = 20.0) -> bool:
+    """Stop a server that ``VLLMServer`` started, possibly in another process of this host.
+
+    ``VLLMServer`` starts each server in its own process group, so a record ``{"url", "pid"}``
+    (``VLLMServer.record()``) is enough to end the server and its engine processes from anywhere.
+    Returns False when no such server runs any more.
+    """
+    port = int(url.rsplit(":", 1)[-1].split("/", 1)[0])
+    if not _is_vllm_server(pid, port):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + kill_timeout
+    while time.monotonic() < deadline:
+        if not _is_vllm_server(pid, port):
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def running_requests(url: str) -> int | None:
+    """Requests running or waiting on the server at ``url``, from its Prometheus metrics (None: unknown)."""
+    try:
+        text = httpx.get(url.rstrip("/") + "/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return None
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")):
+            total += float(line.rsplit(" ", 1)[-1])
+            seen = True
+    return int(total) if seen else None
+
+
+def drain(url: str, timeout: float = 60.0) -> bool:
+    """Wait until no request runs on the server at ``url`` (new ones must already go elsewhere)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = running_requests(url)
+        if n is None or n == 0:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 class VLLMServer:
@@ -201,26 +262,11 @@ class VLLMServer:
 
     def running_requests(self) -> int | None:
         """Requests running or waiting, from the Prometheus metrics (None when unknown)."""
-        try:
-            text = httpx.get(self.url + "/metrics", timeout=2.0).text
-        except httpx.HTTPError:
-            return None
-        total, seen = 0.0, False
-        for line in text.splitlines():
-            if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")):
-                total += float(line.rsplit(" ", 1)[-1])
-                seen = True
-        return int(total) if seen else None
+        return running_requests(self.url)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until no request is running (new ones must already go elsewhere)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            n = self.running_requests()
-            if n is None or n == 0:
-                return True
-            time.sleep(0.2)
-        return False
+        return drain(self.url, timeout)
 
     def stop(self, *, drain_timeout: float = 0.0, kill_timeout: float = 20.0) -> None:
         self._stopping.set()
@@ -239,6 +285,10 @@ class VLLMServer:
         if self._log_file:
             self._log_file.close()
             self._log_file = None
+
+    def record(self) -> dict[str, object]:
+        """What another process needs to route to this server and to stop it: ``{"url", "pid"}``."""
+        return {"url": self.url, "pid": self.pid}
 
     def __enter__(self) -> VLLMServer:
         return self.start().wait_healthy()
