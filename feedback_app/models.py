@@ -130,6 +130,14 @@ class ModelVersion(models.Model):
     lora_name = models.CharField(
         max_length=100, blank=True, help_text="Name the adapter is loaded under in vLLM (unique per version)."
     )
+    servers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "vLLM servers that serve this version, [{url, pid}] (blue/green full weights, and adapters "
+            "loaded on them); empty: the configured VLLM_URLS. Every process routes by it."
+        ),
+    )
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
     )

@@ -65,13 +65,22 @@ def build_backend(cfg: dict[str, Any] | None = None) -> Any:
     cfg = cfg or generation_config()
     kind = cfg["BACKEND"]
     if kind == "vllm":
-        from trainer.generation.vllm_backend import ClientConfig, VLLMGenerator
+        from feedback_app.services import registry
+        from trainer.generation.vllm_backend import ClientConfig, RoutedVLLMGenerator
 
         client = ClientConfig(
             request_timeout_s=cfg["REQUEST_TIMEOUT_S"], admin_timeout_s=cfg["ADMIN_TIMEOUT_S"]
         )
         tokenizer = cfg["MODEL_DIR"] or None  # renders chat locally so batches go in one call
-        return VLLMGenerator(cfg["VLLM_URLS"], limits=limits(), config=client, tokenizer=tokenizer)
+        # Each model name goes to the servers the registry records for it (blue/green), else VLLM_URLS.
+        return RoutedVLLMGenerator(
+            cfg["VLLM_URLS"],
+            route=registry.route,
+            serving=registry.serving_alias,
+            limits=limits(),
+            config=client,
+            tokenizer=tokenizer,
+        )
     if kind == "hf":
         from trainer.generation.hf_backend import HFGenerator
 

@@ -1,9 +1,12 @@
 """The policy version registry: register, promote (hot swap), roll back.
 
-**Alias.** New requests use the serving version's model name (``serving_alias()``): its LoRA name,
-or the served model name of full weights. The alias is cached in the shared cache (Redis) and
-rewritten when a promotion commits; a request resolves it once when it starts and keeps that name,
-so in-flight requests finish on the version they started with.
+**Alias and routes.** New requests use the serving version's model name (``serving_alias()``): its
+LoRA name, or the served model name of full weights. A request resolves it once when it starts and
+keeps that name, so in-flight requests finish on the version they started with. Each model name is
+sent to the servers recorded on its version (``ModelVersion.servers``, ``route()``), or to
+``VLLM_URLS`` when none are recorded. Alias and routes live in the database and, as one entry, in
+the shared cache (Redis), rewritten when a promotion commits: every process (gunicorn and Celery
+workers alike) follows a switch at once.
 
 **Promote (LoRA).** Load the adapter under its unique ``lora_name`` on every replica, smoke-test a
 short temperature-0 generation on each, then in one transaction retire the old serving version (it
@@ -11,9 +14,9 @@ stays loaded: rollback is instant) and mark the new one serving. Any failure unl
 loaded and leaves the serving version unchanged (all replicas or none). Afterwards adapters beyond
 the ``--max-loras`` budget are unloaded, oldest first, never the serving one or its rollback target.
 
-**Promote (full weights).** Blue/green: a second vLLM server starts with the new weights, is
-smoke-tested, the route for the new alias is switched to it, and the old server is drained and
-stopped (see ``promote_full_weights``).
+**Promote (full weights).** Blue/green: a second vLLM server starts with the new weights and is
+smoke-tested; its address is recorded on the version and the alias switches to it in one
+transaction; then the old servers are drained and stopped (see ``promote_full_weights``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from feedback_app.services.generation import HEALTH_KEY, generation_config, get_
 from trainer.generation.base import GenerationError, GenerationRequest, SamplingParams, UnknownModel
 
 log = logging.getLogger(__name__)
-ALIAS_KEY = "generation:serving-alias"
+ROUTING_KEY = "generation:routing"
 _LOCK_ID = zlib.crc32(b"feedback_app.registry.promote")
 V = models.ModelVersion
 
@@ -66,14 +69,39 @@ def model_name(version: V) -> str:
     return slugify(version.name)[:100] or f"version-{version.pk}"
 
 
+def _routing_from_db() -> dict[str, Any]:
+    current = serving_version()
+    routes: dict[str, list[str]] = {}
+    for v in V.objects.exclude(servers=[]).order_by("served_since", "pk"):
+        urls = [str(s["url"]) for s in v.servers if isinstance(s, dict) and s.get("url")]
+        if urls:
+            routes[model_name(v)] = urls
+    alias = model_name(current) if current else generation_config()["BASE_MODEL_NAME"]
+    return {"alias": alias, "routes": routes}
+
+
+def routing() -> dict[str, Any]:
+    """``{"alias": serving model name, "routes": {model name: [server URLs]}}``, from the shared cache."""
+    table = cache.get(ROUTING_KEY)
+    if table is None:
+        table = _routing_from_db()
+        cache.add(ROUTING_KEY, table, generation_config()["ALIAS_CACHE_S"])
+    return table
+
+
+def publish_routing() -> None:
+    """Rewrite the cached alias and routes from the database (after a promotion commits)."""
+    cache.set(ROUTING_KEY, _routing_from_db(), generation_config()["ALIAS_CACHE_S"])
+
+
 def serving_alias() -> str:
     """Model name new requests should use (cached; rewritten on promote and rollback)."""
-    alias = cache.get(ALIAS_KEY)
-    if alias is None:
-        current = serving_version()
-        alias = model_name(current) if current else generation_config()["BASE_MODEL_NAME"]
-        cache.add(ALIAS_KEY, alias, generation_config()["ALIAS_CACHE_S"])
-    return alias
+    return routing()["alias"]
+
+
+def route(model: str) -> list[str] | None:
+    """Server URLs for a model name; None: the configured ``VLLM_URLS``."""
+    return routing()["routes"].get(model)
 
 
 def previous_version(version: V) -> V | None:
@@ -178,8 +206,17 @@ def _smoke(replica: Any, name: str) -> None:
         raise GenerationError(f"smoke test on {replica.name}: no completion")
 
 
-def _switch(new: V, *, user: Any, reason: str, old_status: str = V.Status.RETIRED) -> V | None:
-    """The atomic part: old serving → ``old_status``, ``new`` → serving; the alias follows on commit."""
+def _switch(
+    new: V,
+    *,
+    user: Any,
+    reason: str,
+    old_status: str = V.Status.RETIRED,
+    servers: list[dict[str, Any]] | None = None,
+) -> V | None:
+    """The atomic part: old serving → ``old_status``, ``new`` → serving (on ``servers`` when given).
+
+    The alias and routes follow on commit."""
     with transaction.atomic():
         old = V.objects.select_for_update().filter(status=V.Status.SERVING).first()
         if old is not None:
@@ -190,9 +227,12 @@ def _switch(new: V, *, user: Any, reason: str, old_status: str = V.Status.RETIRE
         new.status_reason = reason
         new.promoted_by = user if getattr(user, "pk", None) else None
         new.served_since = timezone.now()
-        new.save(update_fields=["status", "status_reason", "promoted_by", "served_since"])
-        alias = model_name(new)
-        transaction.on_commit(lambda: cache.set(ALIAS_KEY, alias, generation_config()["ALIAS_CACHE_S"]))
+        fields = ["status", "status_reason", "promoted_by", "served_since"]
+        if servers is not None:
+            new.servers = servers
+            fields.append("servers")
+        new.save(update_fields=fields)
+        transaction.on_commit(publish_routing)
     return old
 
 
@@ -206,10 +246,12 @@ def promote_version(version: V, *, user: Any = None, replicas: Sequence[Any] | N
             raise Conflict(f"{version} is already serving")
         if version.status == V.Status.REJECTED:
             raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})")
+        current = serving_version()
+        # The adapter goes where the serving version runs (its blue/green servers, or VLLM_URLS).
+        servers = list(current.servers) if current is not None and replicas is None else None
         replicas = list(replicas if replicas is not None else get_backend().replicas)
         if not replicas:
             raise PromotionFailed("no generation replica is configured")
-        current = serving_version()
         t0 = time.monotonic()
         before = _evict(replicas, keep={version.lora_name}, room_for=1)
         loaded: list[Any] = []
@@ -233,7 +275,8 @@ def promote_version(version: V, *, user: Any = None, replicas: Sequence[Any] | N
                 f"({current or 'no version'} still serving): {e}"
             ) from e
         t_smoked = time.monotonic()
-        _switch(version, user=user, reason=f"promoted by {getattr(user, 'username', None) or 'system'}")
+        who = getattr(user, "username", None) or "system"
+        _switch(version, user=user, reason=f"promoted by {who}", servers=servers)
         log.info(
             "promoted %s on %d replica(s): evict+load %.3fs, smoke %.3fs, switch %.3fs",
             version,
@@ -256,7 +299,7 @@ def rollback(user: Any = None, *, replicas: Sequence[Any] | None = None) -> V:
         target = previous_version(current)
         if target is None:
             raise Conflict(f"{current} has no previous version to roll back to")
-        replicas = list(replicas if replicas is not None else get_backend().replicas)
+        replicas = list(replicas if replicas is not None else _replicas_for(target))
         try:
             if target.is_lora:  # already loaded: each call returns at once; a restarted replica reloads
                 for replica in replicas:
@@ -272,6 +315,14 @@ def rollback(user: Any = None, *, replicas: Sequence[Any] | None = None) -> V:
         V.objects.filter(pk=current.pk).update(status_reason=f"rolled back by {who}")
     target.refresh_from_db()
     return target
+
+
+def _replicas_for(version: V) -> list[Any]:
+    """The replicas that serve ``version`` (its recorded servers, or the configured ones)."""
+    backend = get_backend()
+    if hasattr(backend, "generator_for"):
+        return backend.generator_for(model_name(version)).replicas
+    return list(backend.replicas)
 
 
 def restore_adapters(replicas: Sequence[Any] | None = None) -> list[str]:
@@ -338,57 +389,121 @@ def _evict(replicas: Sequence[Any], *, keep: set[str], room_for: int = 0) -> lis
 
 
 # -- full-weight versions: blue/green -----------------------------------------------------------------
-_MANAGED: dict[str, Any] = {}  # alias -> VLLMServer started by this process
+def _served_by_route(version: V) -> bool:
+    """Whether the servers ``version`` routes to already serve its weights (healthy, model listed)."""
+    alias = model_name(version)
+    try:
+        replicas = _replicas_for(version)
+        return bool(replicas) and all(alias in replica.models() for replica in replicas)
+    except GenerationError:
+        return False
 
 
 def promote_full_weights(version: V, *, user: Any = None) -> V:
-    """Blue/green: start a server with the new weights, smoke-test, switch, drain and stop the old one.
+    """Blue/green: start a server with the new weights, smoke-test, switch, drain and stop the old ones.
 
-    The new server is managed by this process (127.0.0.1, free port); the backend's replica list is
-    switched to it once it is healthy. Only for ``GENERATION_BACKEND=vllm``.
+    The green server (127.0.0.1, a free port, its own process group) is recorded on the version
+    (``servers``: url and pid) in the same transaction that makes it serving, so every process routes
+    the new alias to it from then on. Requests that resolved the old alias keep going to the old
+    servers: after a short grace period they are drained (no request running or waiting), then
+    stopped, from whichever process promotes, by their recorded pid. Servers at ``VLLM_URLS`` that the
+    app did not start are drained but left running. When the version's servers already serve its
+    weights (e.g. the base model at ``VLLM_URLS``), it is switched to at once, without a new server.
+    Only for ``GENERATION_BACKEND=vllm``; the app and its vLLM servers share the host (loopback).
     """
-    from feedback_app.services import generation
-    from trainer.generation.vllm_backend import VLLMGenerator
+    from trainer.generation.vllm_backend import VLLMReplica
     from trainer.generation.vllm_server import ServerConfig, VLLMServer
 
     cfg = generation_config()
     if cfg["BACKEND"] != "vllm":
         raise Conflict("full-weight versions need the vLLM backend (blue/green servers)")
-    if not version.base_model or not Path(version.base_model).is_dir():
-        raise InvalidInput(f"{version} has no local weights directory (base_model)")
     with _registry_lock():
-        alias = model_name(version)
-        log_dir = Path(cfg["VLLM_LOG_DIR"] or "/tmp")
+        version.refresh_from_db()
+        if version.status == V.Status.SERVING:
+            raise Conflict(f"{version} is already serving")
+        if version.status == V.Status.REJECTED:
+            raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})")
+        who = getattr(user, "username", None) or "system"
+        current = serving_version()
+        if _served_by_route(version):
+            _switch(version, user=user, reason=f"promoted by {who}")
+            keep = {r.url for r in _replicas_for(version)}
+            _retire_servers(current.servers if current is not None else [], keep=keep)
+            version.refresh_from_db()
+            return version
+        if not version.base_model or not Path(version.base_model).is_dir():
+            raise InvalidInput(f"{version} has no local weights directory (base_model)")
+        alias, log_dir = model_name(version), Path(cfg["VLLM_LOG_DIR"] or "/tmp")
         green = VLLMServer(
             ServerConfig(
                 model=version.base_model,
                 served_model_name=alias,
                 max_loras=cfg["MAX_LORAS"],
                 max_lora_rank=cfg["MAX_LORA_RANK"],
-                log_path=str(log_dir / f"vllm-{alias}.log"),
+                log_path=str(log_dir / f"vllm-{alias}-{secrets.token_hex(3)}.log"),
                 startup_timeout_s=cfg["VLLM_STARTUP_TIMEOUT_S"],
             )
         )
+        t0 = time.monotonic()
         try:
             green.start().wait_healthy()
-            backend = VLLMGenerator([green.url], limits=generation.limits(), tokenizer=version.base_model)
-            _smoke(backend.replicas[0], alias)
+            replica = VLLMReplica(green.url, limits=generation_limits())
+            try:
+                _smoke(replica, alias)
+            finally:
+                replica.close()
         except GenerationError as e:
             green.stop()
             raise PromotionFailed(f"blue/green promotion of {version} failed, nothing changed: {e}") from e
-        old_backend = generation.get_backend()
-        _switch(
-            version,
-            user=user,
-            reason=f"promoted (blue/green) by {getattr(user, 'username', None) or 'system'}",
-        )
-        generation.set_backend(backend)
-        blue = [s for a, s in _MANAGED.items() if a != alias]
-        _MANAGED.clear()
-        _MANAGED[alias] = green
-        for server in blue:  # in-flight requests finish before the old server stops
-            server.stop(drain_timeout=cfg["DRAIN_TIMEOUT_S"])
-        if hasattr(old_backend, "close") and old_backend is not backend:
-            old_backend.close()
+        t_ready = time.monotonic()
+        blue = list(current.servers) if current is not None else []
+        _switch(version, user=user, reason=f"promoted (blue/green) by {who}", servers=[green.record()])
+        log.info("blue/green: %s serving on %s (start + smoke %.1fs)", version, green.url, t_ready - t0)
+        _retire_servers(blue, keep={green.url})
     version.refresh_from_db()
     return version
+
+
+def generation_limits() -> Any:
+    from feedback_app.services.generation import limits
+
+    return limits()
+
+
+def _retire_servers(servers: Sequence[dict[str, Any]], *, keep: set[str]) -> None:
+    """Drain the old servers, stop those the app started, and forget them in the routes."""
+    from trainer.generation.vllm_server import drain, stop_server_process
+
+    cfg = generation_config()
+    old = [s for s in servers if isinstance(s, dict) and s.get("url") and s["url"] not in keep]
+    if not old:
+        return
+    # Requests that resolved the old alias just before the switch may not have reached the server yet.
+    time.sleep(float(cfg.get("DRAIN_GRACE_S", 2.0)))
+    for server in old:
+        url, pid = str(server["url"]), server.get("pid")
+        drained = drain(url, cfg["DRAIN_TIMEOUT_S"])
+        if not drained:
+            log.warning(
+                "blue/green: %s still had requests after %ss; stopping it anyway", url, cfg["DRAIN_TIMEOUT_S"]
+            )
+        if pid:
+            stopped = stop_server_process(url, int(pid))
+            log.info(
+                "blue/green: old server %s (pid %s) %s", url, pid, "stopped" if stopped else "already gone"
+            )
+        else:
+            log.warning("blue/green: %s was not started by the app; drained and left running", url)
+        with transaction.atomic():
+            for v in V.objects.select_for_update().filter(servers__contains=[{"url": url}]):
+                v.servers = [s for s in v.servers if not (isinstance(s, dict) and s.get("url") == url)]
+                v.save(update_fields=["servers"])
+            transaction.on_commit(publish_routing)
+
+
+def stop_version_servers(version: V) -> None:
+    """Stop the servers the app started for a version that no longer serves (e.g. after a rollback)."""
+    version.refresh_from_db()
+    if version.status == V.Status.SERVING:
+        raise Conflict(f"{version} is serving: promote another version first")
+    _retire_servers(version.servers, keep=set())

@@ -138,3 +138,23 @@ def test_rollback_to_the_base_weights(versions, app_backend, staff):
     assert registry.rollback(staff).name == "base"
     assert registry.serving_alias() == "base"
     assert greedy(app_backend, registry.serving_alias()) == greedy(app_backend, "base")
+
+
+def test_routes_follow_the_recorded_servers(versions, app_backend, staff):
+    """Blue/green records servers on a version; its adapters go there too; every process reads the table."""
+    from django.core.cache import cache
+
+    base = ModelVersion.objects.get(name="base")
+    green = [{"url": "http://127.0.0.1:9", "pid": None}]
+    ModelVersion.objects.filter(pk=base.pk).update(servers=green)
+    registry.publish_routing()
+    assert registry.route("base") == ["http://127.0.0.1:9"] and registry.route("other") is None
+    registry.promote_version(versions["v1"], user=staff)
+    versions["v1"].refresh_from_db()
+    assert versions["v1"].servers == green
+    table = cache.get(registry.ROUTING_KEY)  # what other processes read
+    assert table["alias"] == versions["v1"].lora_name
+    assert table["routes"] == {
+        "base": ["http://127.0.0.1:9"],
+        versions["v1"].lora_name: ["http://127.0.0.1:9"],
+    }
