@@ -1,8 +1,9 @@
 """Annotation throughput through the whole stack.
 
-N concurrent simulated labelers talk HTTP to gunicorn (token auth, PostgreSQL,
-Redis): each fetches its next item, then submits judgements that also lease the
-next item. Some submissions are sent twice (a retry) to prove idempotency.
+N concurrent simulated labelers talk HTTP to a production WSGI server (granian by
+default; --server gunicorn-sync or gunicorn-gthread) with token auth and PostgreSQL:
+each fetches its next item, then submits judgements that also lease the next item,
+keeping its connection open like a browser does. Some submissions are sent twice (a retry) to prove idempotency.
 Afterwards the stored judgements are counted against the accepted ones.
 
 Baseline, same run: the same server and workload with a new database connection
@@ -78,7 +79,27 @@ def setup_database(items: int, labelers: int) -> tuple[int, list[str]]:
     return project.pk, tokens
 
 
-def start_server(port: int, workers: int, conn_max_age: int) -> subprocess.Popen:
+SERVERS = ("gunicorn-sync", "gunicorn-gthread", "granian")
+
+
+def server_command(server: str, port: int, workers: int, threads: int) -> list[str]:
+    """A production WSGI server in front of the app (never runserver)."""
+    bind = f"127.0.0.1:{port}"
+    gunicorn = [sys.executable, "-m", "gunicorn", "feedback_app.wsgi", "--bind", bind,
+                "--workers", str(workers), "--backlog", "2048", "--log-level", "warning"]  # fmt: skip
+    if server == "gunicorn-sync":
+        return [*gunicorn, "--worker-class", "sync"]
+    if server == "gunicorn-gthread":
+        return [*gunicorn, "--worker-class", "gthread", "--threads", str(threads)]
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+                "--backlog", "2048", "--log-level", "warning", "--no-ws",
+                "feedback_app.wsgi:application"]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
+
+
+def start_server(server: str, port: int, workers: int, threads: int, conn_max_age: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "POSTGRES_DB": BENCH_DB,
@@ -87,23 +108,19 @@ def start_server(port: int, workers: int, conn_max_age: int) -> subprocess.Popen
         "DJANGO_SETTINGS_MODULE": "feedback_app.settings",
         "LOG_LEVEL": "WARNING",
     }
-    command = [
-        sys.executable, "-m", "gunicorn", "feedback_app.wsgi",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    command = server_command(server, port, workers, threads)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     import urllib.request
 
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return server
+            return process
         except OSError:
             time.sleep(0.3)
-    stop_server(server)
-    raise RuntimeError("gunicorn did not start")
+    stop_server(process)
+    raise RuntimeError(f"{server} did not start")
 
 
 def stop_server(server: subprocess.Popen) -> None:
@@ -143,11 +160,13 @@ async def labeler_loop(session, base: str, project: int, token: str, deadline: f
         item = payload.get("next", {}).get("item") if status in (200, 201) else None
 
 
-async def run_load(base: str, project: int, tokens: list[str], seconds: float) -> dict:
+async def run_load(base: str, project: int, tokens: list[str], seconds: float, keep_alive: bool) -> dict:
     import aiohttp
 
     stats = {"latencies": [], "accepted": 0, "replayed": 0, "errors": 0}
-    connector = aiohttp.TCPConnector(limit=len(tokens) + 8, force_close=True)
+    # Like browsers, each labeler keeps its connection open where the server allows it
+    # (gunicorn's sync workers close every connection).
+    connector = aiohttp.TCPConnector(limit=len(tokens) + 8, force_close=not keep_alive)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.monotonic()
@@ -188,14 +207,16 @@ def over_k(project: int) -> int:
 
 
 def phase(
-    name: str, port: int, workers: int, conn_max_age: int, project: int, tokens: list[str], seconds: float
+    name: str, args: argparse.Namespace, conn_max_age: int, project: int, tokens: list[str], seconds: float
 ):
     from django.db import connection
 
     before, _ = stored_counts(project)
-    server = start_server(port, workers, conn_max_age)
+    server = start_server(args.server, args.port, args.workers, args.threads, conn_max_age)
     try:
-        stats = asyncio.run(run_load(f"http://127.0.0.1:{port}", project, tokens, seconds))
+        keep_alive = args.server != "gunicorn-sync"
+        base = f"http://127.0.0.1:{args.port}"
+        stats = asyncio.run(run_load(base, project, tokens, seconds, keep_alive))
     finally:
         stop_server(server)
     connection.close()
@@ -230,27 +251,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--items", type=int, default=15000)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "3")))
+    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("BENCH_SERVER", "granian"))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "2")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "4")))
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
     project, tokens = setup_database(args.items, args.labelers)
     print(
-        f"setup: {args.items} items, {args.labelers} labelers, "
-        f"{args.workers} gunicorn workers, {os.cpu_count()} cores"
+        f"setup: {args.items} items, {args.labelers} labelers, {args.server} with {args.workers} workers "
+        f"x {args.threads} threads, {os.cpu_count()} cores"
     )
     baseline = None
     if args.baseline_seconds > 0:
         baseline = phase(
-            "baseline: new DB connection per request",
-            args.port,
-            args.workers,
-            0,
-            project,
-            tokens,
-            args.baseline_seconds,
+            "baseline: new DB connection per request", args, 0, project, tokens, args.baseline_seconds
         )
-    ours = phase("ours", args.port, args.workers, 600, project, tokens, args.seconds)
+    ours = phase("ours", args, 600, project, tokens, args.seconds)
     assert over_k(project) == 0, "an item got more than k judgements"
     speedup = f" baseline_votes_per_s={baseline['votes_per_s']:.0f}" if baseline else ""
     print(
