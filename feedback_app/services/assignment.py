@@ -104,6 +104,13 @@ def lease_request(rng: random.Random | None = None) -> dict[str, Any]:
     return {"gold_draw": rng.random(), "order_keys": [rng.random() for _ in range(ORDER_KEYS)]}
 
 
+def mark_loaded(*instances: Any) -> None:
+    """Model instances built from a row a function returned behave as if loaded by the ORM."""
+    for instance in instances:
+        instance._state.adding = False
+        instance._state.db = connection.alias
+
+
 def lease_from_row(row: dict[str, Any]) -> Lease | None:
     """Model instances and the labeler's payload from ``feedback_lease_next``'s JSON (no query).
 
@@ -134,9 +141,7 @@ def lease_from_row(row: dict[str, Any]) -> Lease | None:
         leased_at=datetime.fromisoformat(a["leased_at"]),
         expires_at=datetime.fromisoformat(a["expires_at"]),
     )
-    for instance in (item, assignment):
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    mark_loaded(item, assignment)
     payload = {
         "assignment_id": assignment.pk,
         "item_id": item.pk,

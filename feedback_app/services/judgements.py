@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -19,6 +19,7 @@ from feedback_app.services.assignment import (
     lease_from_row,
     lease_next_item,
     lease_request,
+    mark_loaded,
 )
 from feedback_app.services.errors import Conflict, InvalidInput, NotFound
 from feedback_app.services.ranking import MAX_ID, normalize_ranking, parse_ranking
@@ -79,8 +80,7 @@ def _judgement_from_row(row: dict[str, Any], labeler: AbstractBaseUser) -> Judge
         supersedes_id=row["supersedes_id"],
         created_at=datetime.fromisoformat(row["created_at"]),
     )
-    judgement._state.adding = False
-    judgement._state.db = connection.alias
+    mark_loaded(judgement)
     return judgement
 
 
