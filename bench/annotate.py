@@ -3,7 +3,8 @@
 N concurrent simulated labelers talk HTTP to a production WSGI server (granian by
 default; --server gunicorn-sync or gunicorn-gthread) with token auth and PostgreSQL:
 each fetches its next item, then submits judgements that also lease the next item,
-keeping its connection open like a browser does. Some submissions are sent twice (a retry) to prove idempotency.
+keeping its connection open like a browser does. Some submissions are sent twice
+(a retry) to prove idempotency.
 Afterwards the stored judgements are counted against the accepted ones.
 
 Baseline, same run: the same server and workload with a new database connection
