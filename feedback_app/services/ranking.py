@@ -44,7 +44,7 @@ def parse_ranking(raw: Any) -> Ranking:
             raise InvalidInput(f"ranking group {position} is empty")
         clean: list[int] = []
         for member in members:
-            if isinstance(member, bool) or not isinstance(member, int) or not 0 < member <= MAX_ID:
+            if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member <= MAX_ID:
                 raise InvalidInput(f"ranking group {position} holds {member!r}, which is not a response id")
             clean.append(member)
         groups.append(clean)

@@ -72,7 +72,3 @@ def two_versions(serving_base, adapter):
     v1 = registry.register_version("v1", adapter_path=adapter)
     registry.promote_version(v1)
     return serving_base, registry.serving_version()
-
-
-# Headless Chromium for the browser test (the fixtures of tests/browser).
-from tests.browser.conftest import chromium_browser, page  # noqa: E402, F401
