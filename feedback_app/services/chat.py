@@ -534,6 +534,9 @@ def _fail(message: ChatMessage, error: str, partial: str) -> None:
 
 
 def _clip(pieces: list[str], piece: str) -> str:
+    """The part of a model's piece that is stored: no NUL (PostgreSQL text cannot hold it,
+    a tiny model does emit it), within the output limit."""
+    piece = piece.replace("\x00", "")
     room = generation.limits().max_output_chars - sum(len(p) for p in pieces)
     return piece[: max(0, room)]
 

@@ -219,7 +219,12 @@ def generate_comparison_items(
                         ),
                     }
                     responses.append(
-                        models.Response(prompt=prompt, model_version=version, text=text, generation_params=gp)
+                        models.Response(
+                            prompt=prompt,
+                            model_version=version,
+                            text=text.replace("\x00", ""),  # PostgreSQL text holds no NUL
+                            generation_params=gp,
+                        )
                     )
             models.Response.objects.bulk_create(responses)
             random.Random(prompt.pk).shuffle(responses)  # no position bias towards a version
