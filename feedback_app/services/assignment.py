@@ -15,13 +15,17 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
+import psycopg
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
@@ -90,12 +94,61 @@ ORDER_KEYS = 32
 
 @dataclass(frozen=True)
 class Lease:
-    """A leased item: the assignment, its item and what the labeler is shown (``payload``)."""
+    """A leased item, read from the JSON of ``feedback_lease_next``.
 
-    assignment: Assignment
-    item: ComparisonItem
-    resumed: bool
-    payload: dict[str, Any]
+    ``payload`` is what the labeler is shown; ``assignment`` and ``item`` are model
+    instances built on first use (no query; the API's vote path never needs them).
+    """
+
+    row: dict[str, Any]
+
+    @property
+    def resumed(self) -> bool:
+        return self.row["outcome"] == "resumed"
+
+    @cached_property
+    def item(self) -> ComparisonItem:
+        i = self.row["item"]
+        item = ComparisonItem(
+            id=i["id"],
+            project_id=i["project_id"],
+            prompt_id=i["prompt_id"],
+            is_gold=i["is_gold"],
+            gold_ranking=i["gold_ranking"],
+            judgements_wanted=i["judgements_wanted"],
+            judgement_count=i["judgement_count"],
+            active_leases=i["active_leases"],
+            status=i["status"],
+            created_at=datetime.fromisoformat(i["created_at"]),
+        )
+        mark_loaded(item)
+        return item
+
+    @cached_property
+    def assignment(self) -> Assignment:
+        a = self.row["assignment"]
+        assignment = Assignment(
+            id=a["id"],
+            item=self.item,
+            status=Assignment.Status.LEASED,
+            shown_order=a["shown_order"],
+            leased_at=datetime.fromisoformat(a["leased_at"]),
+            expires_at=datetime.fromisoformat(a["expires_at"]),
+        )
+        mark_loaded(assignment)
+        return assignment
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        a, i = self.row["assignment"], self.row["item"]
+        return {
+            "assignment_id": a["id"],
+            "item_id": i["id"],
+            "project_id": i["project_id"],
+            "expires_at": datetime.fromisoformat(a["expires_at"]),
+            "messages": self.row["messages"],
+            "responses": self.row["responses"],
+        }
 
 
 def lease_request(rng: random.Random | None = None) -> dict[str, Any]:
@@ -112,7 +165,7 @@ def mark_loaded(*instances: Any) -> None:
 
 
 def lease_from_row(row: dict[str, Any]) -> Lease | None:
-    """Model instances and the labeler's payload from ``feedback_lease_next``'s JSON (no query).
+    """The lease in ``feedback_lease_next``'s JSON (no query).
 
     None when nothing is left for the labeler; NotFound for a missing or inactive project.
     """
@@ -120,51 +173,21 @@ def lease_from_row(row: dict[str, Any]) -> Lease | None:
         raise NotFound("No such active project.")
     if row["outcome"] == "empty":
         return None
-    a, i = row["assignment"], row["item"]
-    item = ComparisonItem(
-        id=i["id"],
-        project_id=i["project_id"],
-        prompt_id=i["prompt_id"],
-        is_gold=i["is_gold"],
-        gold_ranking=i["gold_ranking"],
-        judgements_wanted=i["judgements_wanted"],
-        judgement_count=i["judgement_count"],
-        active_leases=i["active_leases"],
-        status=i["status"],
-        created_at=datetime.fromisoformat(i["created_at"]),
-    )
-    assignment = Assignment(
-        id=a["id"],
-        item=item,
-        status=Assignment.Status.LEASED,
-        shown_order=a["shown_order"],
-        leased_at=datetime.fromisoformat(a["leased_at"]),
-        expires_at=datetime.fromisoformat(a["expires_at"]),
-    )
-    mark_loaded(item, assignment)
-    payload = {
-        "assignment_id": assignment.pk,
-        "item_id": item.pk,
-        "project_id": item.project_id,
-        "expires_at": assignment.expires_at,
-        "messages": row["messages"],
-        "responses": row["responses"],
-    }
-    return Lease(assignment=assignment, item=item, resumed=row["outcome"] == "resumed", payload=payload)
+    return Lease(row)
 
 
 def call_json_function(sql: str, params: list[Any]) -> Any:
     """Run one statement that returns a single jsonb value, decoded (None for SQL NULL).
 
-    Inside a transaction it runs in a savepoint, so that a failed statement (an
-    IntegrityError) leaves the transaction usable.
+    The statement is sent with server-side parameter binding, so psycopg prepares it after
+    a few calls on a connection and PostgreSQL stops parsing and planning it (Django's own
+    cursors bind parameters client-side). Inside a transaction it runs in a savepoint, so
+    that a failed statement (an IntegrityError) leaves the transaction usable.
     """
-    if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            value = cursor.fetchone()[0]
-    else:
-        with connection.cursor() as cursor:
+    # Django's cursor connects (and health-checks a reused connection) first.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as django:
+        wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+        with wrapper(psycopg.Cursor(django.cursor.connection), connection) as cursor:
             cursor.execute(sql, params)
             value = cursor.fetchone()[0]
     # Django reads jsonb as text and leaves the decoding to the caller.
