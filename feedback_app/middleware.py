@@ -20,11 +20,12 @@ class LoginRequiredEverywhereMiddleware:
         path = request.path_info
         # The API authenticates itself (token or session) and answers 401/403 in JSON.
         # The admin has its own login page.
+        # The path is checked first: API calls never load a session to learn who is asking.
         if (
-            request.user.is_authenticated
-            or path.startswith(PUBLIC_PREFIXES)
+            path.startswith(PUBLIC_PREFIXES)
             or path.startswith(API_PREFIX)
             or path.startswith("/admin/")
+            or request.user.is_authenticated
         ):
             return self.get_response(request)
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
