@@ -251,9 +251,13 @@ class Assignment(models.Model):
         SKIPPED = "skipped"
         EXPIRED = "expired"
 
-    item = models.ForeignKey(ComparisonItem, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes: assignment_once_per_labeler (item, labeler) and
+    # assignment_by_labeler (labeler, status) lead with these columns.
+    item = models.ForeignKey(
+        ComparisonItem, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     labeler = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments", db_index=False
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
     shown_order = models.JSONField(help_text="Response ids in the order they were displayed.")
@@ -294,8 +298,14 @@ class Judgement(ImmutableModel):
     is acceptable (the ranking still orders them).
     """
 
-    item = models.ForeignKey(ComparisonItem, on_delete=models.CASCADE, related_name="judgements")
-    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    # No single-column indexes: judgement_item_labeler (item, labeler) and
+    # judgement_idempotent (labeler, client_key) lead with these columns.
+    item = models.ForeignKey(
+        ComparisonItem, on_delete=models.CASCADE, related_name="judgements", db_index=False
+    )
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements", db_index=False
+    )
     assignment = models.ForeignKey(
         Assignment, on_delete=models.PROTECT, null=True, blank=True, related_name="judgements"
     )
