@@ -74,6 +74,14 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """The project's tiny random Llama (head_dim 64, chat template), built once per run."""
+    from trainer.generation.tiny import build_tiny_policy
+
+    return str(build_tiny_policy(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture(scope="session")
 def chromium_browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")

@@ -242,12 +242,7 @@
     document.querySelectorAll('#chat-thread .chat-msg[data-status="pending"]').forEach(stream);
   }
 
-  function isTyping(target) {
-    if (!target || !target.tagName) return false;
-    var tag = target.tagName.toLowerCase();
-    return tag === "textarea" || tag === "select" || target.isContentEditable ||
-      (tag === "input" && !/^(button|submit|checkbox|radio|reset)$/i.test(target.type || ""));
-  }
+  var isTyping = window.FeedbackKeys.isTyping;  /* keys.js */
 
   document.addEventListener("keydown", function (e) {
     if (!chatMain()) return;

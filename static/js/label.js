@@ -193,12 +193,7 @@
     } catch (err) { /* storage disabled: the panel still works */ }
   }
 
-  function isTyping(target) {
-    if (!target || !target.tagName) return false;
-    var tag = target.tagName.toLowerCase();
-    return tag === "textarea" || tag === "select" || target.isContentEditable ||
-      (tag === "input" && !/^(button|submit|checkbox|radio|reset)$/i.test(target.type || ""));
-  }
+  var isTyping = window.FeedbackKeys.isTyping;  /* keys.js */
 
   document.addEventListener("keydown", function (e) {
     if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;

@@ -8,12 +8,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import pytest
 
-from trainer.generation.tiny import build_tiny_policy, make_random_lora
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    return str(build_tiny_policy(tmp_path_factory.mktemp("chat") / "model"))
+from trainer.generation.tiny import make_random_lora
 
 
 @pytest.fixture(scope="session")
