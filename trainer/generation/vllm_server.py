@@ -27,6 +27,7 @@ from .base import BackendUnavailable, GenerationError
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+OMP_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,6 +49,11 @@ class ServerConfig:
     max_num_seqs: int = 64
     dtype: str = "float32"
     kv_cache_space_gb: int = 1
+    # vLLM-CPU pins its OpenMP threads to fixed cores by default ("auto"). Servers started here
+    # share the host with the app, and blue/green runs two at once: pinned, the second one's
+    # engine starved for minutes on 2 cores while the first served; unpinned it starts in
+    # about a minute. An explicit VLLM_CPU_OMP_THREADS_BIND (e.g. "0-7") still wins.
+    omp_threads_bind: str = field(default_factory=lambda: os.environ.get(OMP_BIND_ENV, "nobind"))
     log_path: str = ""
     startup_timeout_s: float = 300.0
     extra_args: list[str] = field(default_factory=list)
@@ -84,6 +90,7 @@ def server_env(cfg: ServerConfig) -> dict[str, str]:
     env.update(
         VLLM_ALLOW_RUNTIME_LORA_UPDATING="True" if cfg.enable_lora else "False",
         VLLM_CPU_KVCACHE_SPACE=str(cfg.kv_cache_space_gb),
+        VLLM_CPU_OMP_THREADS_BIND=cfg.omp_threads_bind,
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
     )
