@@ -206,6 +206,32 @@ def load_sequence_classifier(name_or_path: str, device: str = "auto", pooling: s
     return model.to(torch_device(device)), tok
 
 
+def freeze_bottom(model: torch.nn.Module, n_layers: int = 0, embeddings: bool = False) -> int:
+    """Stop training the embeddings (``embeddings`` or ``n_layers > 0``) and the first ``n_layers``
+    transformer layers of a sequence classifier (BERT ``encoder.layer`` or decoder ``layers``).
+
+    Returns the number of parameter tensors frozen; the head and the upper layers keep training.
+    """
+    if n_layers < 0:
+        raise ConfigError(f"freeze_layers must be >= 0, got {n_layers}")
+    base = model.base_model
+    encoder = getattr(base, "encoder", None)
+    layers = getattr(encoder, "layer", None) if encoder is not None else getattr(base, "layers", None)
+    if n_layers and (layers is None or n_layers >= len(layers)):
+        n = "no" if layers is None else len(layers)
+        raise ConfigError(f"freeze_layers={n_layers} needs a backbone with more layers ({n} found)")
+    modules = list(layers[:n_layers]) if n_layers else []
+    if embeddings or n_layers:
+        embedding = getattr(base, "embeddings", None)  # BERT: word, position and type embeddings
+        modules.insert(0, embedding if embedding is not None else model.get_input_embeddings())
+    frozen = 0
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen
+
+
 def lora_config(r: int, alpha: int, dropout: float, task_type: str = "CAUSAL_LM") -> LoraConfig:
     if not 1 <= r <= MAX_LORA_RANK:
         raise ConfigError(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RM_STEPS, corpus, write_jsonl
+from conftest import RM_STEPS, corpus, rule_pairs, write_jsonl
 
 from trainer.artifacts import load_run
 from trainer.errors import ConfigError, TokenizerMismatchError
@@ -93,6 +93,61 @@ def test_reward_minilm_backbone(pairs_file, heldout_rows, tmp_path):
     rows = heldout_rows[:8]
     again = pairwise_metrics(scorer, rows)["margin_mean"]
     assert again == pytest.approx(pairwise_metrics(RewardScorer(result.run_dir), rows)["margin_mean"])
+
+
+def test_freeze_bottom_minilm():
+    """freeze_layers=N fixes the embeddings and encoder layers 0..N-1; the rest and the head train."""
+    from trainer.modeling import freeze_bottom, load_sequence_classifier
+
+    model, _ = load_sequence_classifier("", "cpu", pooling="auto")
+    assert freeze_bottom(model, 2) > 0
+    for name, p in model.named_parameters():
+        fixed = name.startswith(("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."))
+        assert p.requires_grad is not fixed, name
+    model, _ = load_sequence_classifier("", "cpu", pooling="auto")
+    freeze_bottom(model, 0, embeddings=True)
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == {
+        n for n, _ in model.named_parameters() if n.startswith("bert.embeddings.")
+    }
+    assert freeze_bottom(model, 0) == 0
+    for bad in (-1, 6):  # MiniLM has 6 layers: freezing all of them leaves only the head
+        with pytest.raises(ConfigError, match="freeze_layers"):
+            freeze_bottom(model, bad)
+
+
+def test_reward_freeze_layers_and_length_grouping(tiny_policy, pairs_file, heldout_rows, tmp_path):
+    """Frozen bottom weights come out of training unchanged; the length-grouped sampler runs."""
+    from safetensors.torch import load_file
+
+    cfg = RewardConfig(
+        backbone=tiny_policy, learning_rate=2e-3, max_steps=3, freeze_layers=1, group_by_length=True, **TINY
+    )
+    result = train_reward_model(cfg, pairs_file, tmp_path / "rm", eval_rows=heldout_rows[:8])
+    before = load_file(Path(tiny_policy) / "model.safetensors")
+    after = load_file(result.run_dir / "model" / "model.safetensors")
+    frozen = [k for k in after if k.startswith(("model.embed_tokens.", "model.layers.0."))]
+    trained = [k for k in after if k.startswith("model.layers.1.")]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+    assert result.metrics["steps"] == 3
+
+
+def test_hh_check_converts_splits_and_trains(tiny_policy, tmp_path):
+    """HH-RLHF transcripts become conversational pairs; the held-out split ignores the training seed."""
+    from trainer.hh import HHCheckConfig, hh_check
+
+    rows = [
+        {key: f"\n\nHuman: {r['prompt']}\n\nAssistant: {r[key]}" for key in ("chosen", "rejected")}
+        for r in rule_pairs(40, seed=3)
+    ]
+    data = write_jsonl(tmp_path / "hh.jsonl", rows)
+    tiny = dict(data=data, backbone=tiny_policy, learning_rate=2e-3, max_steps=2, **TINY)
+    results = [hh_check(HHCheckConfig(seed=seed, **tiny), tmp_path / f"hh-{seed}") for seed in (5, 6)]
+    for result in results:
+        assert load_run(result.run_dir).kind == "reward" and result.metrics["eval"]["n_pairs"] == 8
+    train_splits = [(tmp_path / f".hh-{seed}.data" / "train.jsonl").read_text() for seed in (5, 6)]
+    assert train_splits[0] == train_splits[1]  # same split for both seeds
 
 
 def test_reward_pooling_validation(tiny_policy, pairs_file, tmp_path):
