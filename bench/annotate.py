@@ -10,6 +10,9 @@ Afterwards the stored judgements are counted against the accepted ones.
 Baseline, same run: the same server and workload with a new database connection
 per request (CONN_MAX_AGE=0), which is what Label Studio does.
 
+A last phase puts the same clients on ``/healthz`` (one ``SELECT 1``, no vote logic): the ceiling of
+the server stack itself on this machine (``healthz_req_per_s``).
+
 Each phase also prints where the CPU went, in ms per request: the web server's processes, the
 PostgreSQL backends (those alive at the end of the phase: with a connection per request the
 baseline's figure misses the backends that exited) and this load generator.
@@ -188,6 +191,45 @@ async def run_load(base: str, project: int, tokens: list[str], seconds: float, k
     return stats
 
 
+async def run_floor_load(base: str, clients: int, seconds: float) -> dict:
+    """The same clients on ``/healthz`` (one ``SELECT 1``): what the server stack costs per request
+    before any vote logic."""
+    import aiohttp
+
+    stats = {"requests": 0, "errors": 0}
+
+    async def client(session, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            async with session.get(f"{base}/healthz") as r:
+                await r.read()
+                stats["requests" if r.status == 200 else "errors"] += 1
+
+    connector = aiohttp.TCPConnector(limit=clients + 8)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        started = time.monotonic()
+        await asyncio.gather(*(client(session, started + seconds) for _ in range(clients)))
+        stats["elapsed"] = time.monotonic() - started
+    return stats
+
+
+def floor_phase(args: argparse.Namespace) -> dict:
+    server = start_server(args.server, args.port, args.workers, args.threads, 600)
+    try:
+        cpu_before = cpu_seconds(server.pid)
+        stats = uvloop.run(run_floor_load(f"http://127.0.0.1:{args.port}", args.labelers, args.floor_seconds))
+        cpu_used = {k: v - cpu_before[k] for k, v in cpu_seconds(server.pid).items()}
+    finally:
+        stop_server(server)
+    requests = max(1, stats["requests"] + stats["errors"])
+    result = {"req_per_s": stats["requests"] / stats["elapsed"], "errors": stats["errors"]}
+    result.update({f"cpu_ms_{k}": 1000 * v / requests for k, v in cpu_used.items()})
+    print(
+        "[floor: GET /healthz] "
+        + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    )
+    return result
+
+
 def stored_counts(project: int) -> tuple[int, int]:
     from django.db import connection
 
@@ -295,6 +337,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--items", type=int, default=15000)
+    parser.add_argument(
+        "--floor-seconds", type=float, default=5.0, help="load on /healthz, the stack's own ceiling (0: skip)"
+    )
     parser.add_argument("--server", choices=SERVERS, default=os.environ.get("BENCH_SERVER", "granian"))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", "2")))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_WEB_THREADS", "4")))
@@ -313,7 +358,9 @@ def main() -> None:
         )
     ours = phase("ours", args, 600, project, tokens, args.seconds)
     assert over_k(project) == 0, "an item got more than k judgements"
+    floor = floor_phase(args) if args.floor_seconds > 0 else None
     speedup = f" baseline_votes_per_s={baseline['votes_per_s']:.0f}" if baseline else ""
+    speedup += f" healthz_req_per_s={floor['req_per_s']:.0f}" if floor else ""
     print(
         f"votes_per_s={ours['votes_per_s']:.0f} p50_ms={ours['p50_ms']:.1f} p99_ms={ours['p99_ms']:.1f} "
         f"lost={ours['lost'] + (baseline['lost'] if baseline else 0)} "
