@@ -40,7 +40,7 @@ from django.utils.text import slugify
 
 from feedback_app import models
 from feedback_app.services.errors import Conflict, InvalidInput, NotFound, ServiceError
-from feedback_app.services.generation import HEALTH_KEY, generation_config, get_backend
+from feedback_app.services.generation import HEALTH_KEY, generation_config, get_backend, limits
 from trainer.generation.base import GenerationError, GenerationRequest, SamplingParams, UnknownModel
 
 log = logging.getLogger(__name__)
@@ -236,16 +236,26 @@ def _switch(
     return old
 
 
+def _check_promotable(version: V) -> None:
+    """Conflict unless ``version`` (read afresh) may be promoted: not serving, not rejected."""
+    version.refresh_from_db()
+    if version.status == V.Status.SERVING:
+        raise Conflict(f"{version} is already serving")
+    if version.status == V.Status.REJECTED:
+        raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})")
+
+
+def _actor(user: Any) -> str:
+    """Who acted, for status reasons: the username, or "system" for the automatic loop."""
+    return getattr(user, "username", None) or "system"
+
+
 def promote_version(version: V, *, user: Any = None, replicas: Sequence[Any] | None = None) -> V:
     """Hot-swap ``version`` in on every replica or on none. Returns the version, now serving."""
     if not version.is_lora:
         return promote_full_weights(version, user=user)
     with _registry_lock():
-        version.refresh_from_db()
-        if version.status == V.Status.SERVING:
-            raise Conflict(f"{version} is already serving")
-        if version.status == V.Status.REJECTED:
-            raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})")
+        _check_promotable(version)
         current = serving_version()
         # The adapter goes where the serving version runs (its blue/green servers, or VLLM_URLS).
         servers = list(current.servers) if current is not None and replicas is None else None
@@ -275,7 +285,7 @@ def promote_version(version: V, *, user: Any = None, replicas: Sequence[Any] | N
                 f"({current or 'no version'} still serving): {e}"
             ) from e
         t_smoked = time.monotonic()
-        who = getattr(user, "username", None) or "system"
+        who = _actor(user)
         _switch(version, user=user, reason=f"promoted by {who}", servers=servers)
         log.info(
             "promoted %s on %d replica(s): evict+load %.3fs, smoke %.3fs, switch %.3fs",
@@ -310,7 +320,7 @@ def rollback(user: Any = None, *, replicas: Sequence[Any] | None = None) -> V:
                 )
         except GenerationError as e:
             raise PromotionFailed(f"rollback to {target} failed, {current} still serving: {e}") from e
-        who = getattr(user, "username", None) or "system"
+        who = _actor(user)
         _switch(target, user=user, reason=f"rolled back to by {who}", old_status=V.Status.REJECTED)
         V.objects.filter(pk=current.pk).update(status_reason=f"rolled back by {who}")
     target.refresh_from_db()
@@ -418,12 +428,8 @@ def promote_full_weights(version: V, *, user: Any = None) -> V:
     if cfg["BACKEND"] != "vllm":
         raise Conflict("full-weight versions need the vLLM backend (blue/green servers)")
     with _registry_lock():
-        version.refresh_from_db()
-        if version.status == V.Status.SERVING:
-            raise Conflict(f"{version} is already serving")
-        if version.status == V.Status.REJECTED:
-            raise Conflict(f"{version} was rejected ({version.status_reason or 'no reason given'})")
-        who = getattr(user, "username", None) or "system"
+        _check_promotable(version)
+        who = _actor(user)
         current = serving_version()
         if _served_by_route(version):
             _switch(version, user=user, reason=f"promoted by {who}")
@@ -447,7 +453,7 @@ def promote_full_weights(version: V, *, user: Any = None) -> V:
         t0 = time.monotonic()
         try:
             green.start().wait_healthy()
-            replica = VLLMReplica(green.url, limits=generation_limits())
+            replica = VLLMReplica(green.url, limits=limits())
             try:
                 _smoke(replica, alias)
             finally:
@@ -462,12 +468,6 @@ def promote_full_weights(version: V, *, user: Any = None) -> V:
         _retire_servers(blue, keep={green.url})
     version.refresh_from_db()
     return version
-
-
-def generation_limits() -> Any:
-    from feedback_app.services.generation import limits
-
-    return limits()
 
 
 def _retire_servers(servers: Sequence[dict[str, Any]], *, keep: set[str]) -> None:
