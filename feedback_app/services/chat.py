@@ -534,9 +534,8 @@ def _fail(message: ChatMessage, error: str, partial: str) -> None:
 
 
 def _clip(pieces: list[str], piece: str) -> str:
-    """The part of a model's piece that is stored: no NUL (PostgreSQL text cannot hold it,
-    a tiny model does emit it), within the output limit."""
-    piece = piece.replace("\x00", "")
+    """The part of a model's piece that is stored: storable text, within the output limit."""
+    piece = generation.storable_text(piece)
     room = generation.limits().max_output_chars - sum(len(p) for p in pieces)
     return piece[: max(0, room)]
 
@@ -777,8 +776,10 @@ def choose(
         ).judgement
     except Conflict:
         assignment.refresh_from_db()
-        earlier = active_judgements().filter(item_id=message.item_id, labeler=user).first()
-        if assignment.status == Assignment.Status.SUBMITTED and earlier is not None:
+        earlier = None
+        if assignment.status == Assignment.Status.SUBMITTED:
+            earlier = active_judgements().filter(item_id=message.item_id, labeler=user).first()
+        if earlier is not None:
             # Already judged elsewhere (the labeler page of the chat feedback project): that pick stands.
             judgement = earlier
             kind = "bad" if earlier.all_bad else "2" if earlier.ranking[0] == [second] else "1"

@@ -222,7 +222,7 @@ def generate_comparison_items(
                         models.Response(
                             prompt=prompt,
                             model_version=version,
-                            text=text.replace("\x00", ""),  # PostgreSQL text holds no NUL
+                            text=storable_text(text),
                             generation_params=gp,
                         )
                     )
@@ -236,6 +236,11 @@ def generate_comparison_items(
             )
             items.append(item)
     return items
+
+
+def storable_text(text: str) -> str:
+    """Model output as PostgreSQL text can hold it: without NUL characters (a tiny model emits them)."""
+    return text.replace("\x00", "")
 
 
 def chat_stream(
