@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvloop
@@ -213,20 +215,11 @@ async def run_floor_load(base: str, clients: int, seconds: float) -> dict:
 
 
 def floor_phase(args: argparse.Namespace) -> dict:
-    server = start_server(args.server, args.port, args.workers, args.threads, 600)
-    try:
-        cpu_before = cpu_seconds(server.pid)
-        stats = uvloop.run(run_floor_load(f"http://127.0.0.1:{args.port}", args.labelers, args.floor_seconds))
-        cpu_used = {k: v - cpu_before[k] for k, v in cpu_seconds(server.pid).items()}
-    finally:
-        stop_server(server)
-    requests = max(1, stats["requests"] + stats["errors"])
+    with measured_server(args, conn_max_age=600) as (base, cpu):
+        stats = uvloop.run(run_floor_load(base, args.labelers, args.floor_seconds))
     result = {"req_per_s": stats["requests"] / stats["elapsed"], "errors": stats["errors"]}
-    result.update({f"cpu_ms_{k}": 1000 * v / requests for k, v in cpu_used.items()})
-    print(
-        "[floor: GET /healthz] "
-        + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-    )
+    result.update(cpu_ms_per_request(cpu, stats["requests"] + stats["errors"]))
+    report("floor: GET /healthz", result)
     return result
 
 
@@ -287,22 +280,39 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     return used
 
 
+@contextlib.contextmanager
+def measured_server(args: argparse.Namespace, conn_max_age: int) -> Iterator[tuple[str, dict[str, float]]]:
+    """The web server for one phase: yields its base URL and a dict that, once the block ends, holds
+    the CPU seconds the server, PostgreSQL and this load generator used meanwhile."""
+    server = start_server(args.server, args.port, args.workers, args.threads, conn_max_age)
+    cpu: dict[str, float] = {}
+    try:
+        before = cpu_seconds(server.pid)
+        yield f"http://127.0.0.1:{args.port}", cpu
+        cpu.update({k: v - before[k] for k, v in cpu_seconds(server.pid).items()})
+    finally:
+        stop_server(server)
+
+
+def cpu_ms_per_request(cpu: dict[str, float], requests: int) -> dict[str, float]:
+    return {f"cpu_ms_{k}": 1000 * v / max(1, requests) for k, v in cpu.items()}
+
+
+def report(name: str, result: dict) -> None:
+    fields = (f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+    print(f"[{name}] " + " ".join(fields))
+
+
 def phase(
     name: str, args: argparse.Namespace, conn_max_age: int, project: int, tokens: list[str], seconds: float
 ):
     from django.db import connection
 
     before, _ = stored_counts(project)
-    server = start_server(args.server, args.port, args.workers, args.threads, conn_max_age)
-    try:
+    with measured_server(args, conn_max_age) as (base, cpu):
         keep_alive = args.server != "gunicorn-sync"
-        base = f"http://127.0.0.1:{args.port}"
-        cpu_before = cpu_seconds(server.pid)
         # uvloop: the load generator shares the 2 cores with the server; keep its share small.
         stats = uvloop.run(run_load(base, project, tokens, seconds, keep_alive))
-        cpu_used = {k: v - cpu_before[k] for k, v in cpu_seconds(server.pid).items()}
-    finally:
-        stop_server(server)
     connection.close()
     after, distinct = stored_counts(project)
     stored = after - before
@@ -318,12 +328,8 @@ def phase(
         "replayed": stats["replayed"],
         "errors": stats["errors"],
     }
-    requests = max(1, stats["accepted"] + stats["replayed"] + stats["errors"])
-    result.update({f"cpu_ms_{k}": 1000 * v / requests for k, v in cpu_used.items()})
-    print(
-        f"[{name}] "
-        + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-    )
+    result.update(cpu_ms_per_request(cpu, stats["accepted"] + stats["replayed"] + stats["errors"]))
+    report(name, result)
     for sample in stats.get("error_samples", [])[:5]:
         print(f"[{name}] error sample: {sample}")
     return result
