@@ -95,6 +95,18 @@ def chromium_browser():
 
 
 @pytest.fixture
+def log_in(page):
+    """``log_in(username)`` submits the login form the page shows, with the factories' password."""
+
+    def submit(username: str) -> None:
+        page.fill('input[name="username"]', username)
+        page.fill('input[name="password"]', "pw-for-tests")
+        page.click('button[type="submit"]')
+
+    return submit
+
+
+@pytest.fixture
 def page(chromium_browser):
     context = chromium_browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()

@@ -51,7 +51,7 @@ def _shown_order(labeler, item_id: str) -> list[int]:
     return Assignment.objects.get(labeler=labeler, item_id=int(item_id)).shown_order
 
 
-def test_label_with_keyboard_only(live_server, page):
+def test_label_with_keyboard_only(live_server, page, log_in):
     labeler = UserFactory(username="keyboard-labeler")
     project = ProjectFactory(
         name="Keyboard project",
@@ -68,9 +68,7 @@ def test_label_with_keyboard_only(live_server, page):
     # Log in through the form; the login page sends us back to the label page.
     page.goto(f"{live_server.url}/projects/{project.pk}/label/")
     assert "/accounts/login/" in page.url
-    page.fill('input[name="username"]', labeler.username)
-    page.fill('input[name="password"]', "pw-for-tests")
-    page.click('button[type="submit"]')
+    log_in(labeler.username)
     page.wait_for_selector("#label-form")
     assert f"/projects/{project.pk}/label/" in page.url
     page.evaluate("window.__noReloadMarker = 'still-here'")
@@ -164,7 +162,7 @@ def test_label_with_keyboard_only(live_server, page):
     assert dialogs == [], f"a dialog fired: {dialogs}"
 
 
-def test_errors_show_inline_and_mouse_works(live_server, page, settings):
+def test_errors_show_inline_and_mouse_works(live_server, page, log_in, settings):
     labeler = UserFactory(username="mouse-labeler")
     project = ProjectFactory(name="Mouse project")
     make_item(project, texts=["Left answer.", "Right answer."])
@@ -172,10 +170,7 @@ def test_errors_show_inline_and_mouse_works(live_server, page, settings):
     make_item(project, texts=["Next left.", "Next right."])
 
     page.goto(f"{live_server.url}/accounts/login/?next=/projects/{project.pk}/label/")
-    page.screenshot(path="/tmp/login.png")
-    page.fill('input[name="username"]', labeler.username)
-    page.fill('input[name="password"]', "pw-for-tests")
-    page.click('button[type="submit"]')
+    log_in(labeler.username)
     page.wait_for_selector("#label-form")
     page.evaluate("window.__noReloadMarker = 'still-here'")
 

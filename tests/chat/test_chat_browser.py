@@ -11,13 +11,11 @@ from tests.factories import UserFactory
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_chat_with_the_keyboard(live_server, page, settings, two_versions):
+def test_chat_with_the_keyboard(live_server, page, log_in, settings, two_versions):
     user = UserFactory(username="chat-browser")
     page.goto(f"{live_server.url}/chat/")
     assert "/accounts/login/" in page.url
-    page.fill('input[name="username"]', user.username)
-    page.fill('input[name="password"]', "pw-for-tests")
-    page.click('button[type="submit"]')
+    log_in(user.username)
     page.wait_for_selector("#chat-input")
     assert page.url.endswith("/chat/")
 
