@@ -80,12 +80,11 @@ def encode_pairs(
             r_texts.append(full[len(p_text) :] if full.startswith(p_text) else message_text(response))
         n_special = 0
     else:
-        p_texts = [_transcript(p) for p in prompts]
         r_texts = [message_text(r) for r in responses]
         n_special = 3 if tok.cls_token_id is not None and tok.sep_token_id is not None else 1
+        response_only = n_special == 3 and layout == "response_only"  # the prompt is not read
+        p_texts = [""] * len(prompts) if response_only else [_transcript(p) for p in prompts]
     encoder_layout = layout if n_special == 3 else "prompt_first"
-    if encoder_layout == "response_only":
-        p_texts = [""] * len(r_texts)
     unique = list(dict.fromkeys(p_texts))
     p_map = dict(zip(unique, tok(unique, add_special_tokens=False)["input_ids"], strict=True))
     r_all = tok(r_texts, add_special_tokens=False)["input_ids"] if r_texts else []
