@@ -50,9 +50,9 @@ class RewardConfig(TrainingOptions):
         0, "Keep the embeddings and the first N transformer layers fixed (0: train every layer)."
     )
     group_by_length: bool = opt(
-        False,
-        "Batch pairs of similar length (transformers' length-grouped sampler, still shuffled): less "
-        "padding, so faster on CPU when lengths vary.",
+        True,
+        "Batch pairs of similar length (transformers' length-grouped sampler, batch order still "
+        "shuffled): less padding, so faster when lengths vary.",
     )
 
 

@@ -229,13 +229,14 @@ def test_rloo_with_reward_model(tiny_policy, pairs_file, reward_run, tmp_path):
     assert model.peft_config["default"].r == 8
 
 
-@pytest.mark.parametrize("loss_type", ["ipo", "simpo"])
-def test_dpo_variants(tiny_policy, pairs_file, tmp_path, loss_type):
+@pytest.mark.parametrize("loss_type, grouped", [("ipo", False), ("simpo", True)])
+def test_dpo_variants(tiny_policy, pairs_file, tmp_path, loss_type, grouped):
     cfg = PolicyConfig(
         base_model=tiny_policy,
         loss_type=loss_type,
         max_steps=2,
         precompute_ref_log_probs="yes",  # the other runs take the on-the-fly path (one pass)
+        group_by_length=grouped,  # the other DPO runs use the default, length-grouped batches
         eval_fraction=0.1,
         eval_prompts=0,
         **TINY,
@@ -320,6 +321,37 @@ def test_interrupted_run_is_not_complete(tiny_policy, pairs_file, heldout_rows, 
         load_run(partial)
     with pytest.raises(IncompleteRunError):  # nor can it be used as a backbone / reward model
         RewardScorer(partial)
+
+
+def test_length_column_for_grouped_dpo_batches():
+    from datasets import Dataset
+
+    from trainer.policy import _by_length, _text_length
+
+    tokenized = Dataset.from_dict(
+        {
+            "prompt": ["a", "b"],
+            "chosen": ["x", "y"],
+            "rejected": ["z", "w"],
+            "prompt_ids": [[1, 2, 3], [1]],
+            "chosen_ids": [[4], [5, 6, 7, 8]],
+            "rejected_ids": [[4, 5], [6]],
+            "ref_chosen_logps": [-1.0, -2.0],
+            "ref_rejected_logps": [-3.0, -4.0],
+        }
+    )
+    out = _by_length(tokenized)
+    assert out["length"] == [5, 5]  # prompt + the longer response, in tokens
+    assert set(out.column_names) == {
+        "prompt_ids",
+        "chosen_ids",
+        "rejected_ids",
+        "ref_chosen_logps",
+        "ref_rejected_logps",
+        "length",
+    }  # text columns dropped, precomputed reference kept
+    short = {"prompt": "Hi", "chosen": "Yes.", "rejected": "No, not at all."}
+    assert _text_length(short) < _text_length({**short, "prompt": "Hi there, how are you today?"})
 
 
 def test_reference_precomputed_only_when_reused():
