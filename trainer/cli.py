@@ -131,6 +131,17 @@ def run(argv: list[str] | None = None) -> int:
             write_json(Path(args.out) / "gate.json", report.to_dict())
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0 if report.passed else 1
+    elif cfg.folds:
+        from .hh import hh_cross_validate
+
+        result = hh_cross_validate(cfg, args.out, progress)
+        print(
+            f"hh-check {cfg.folds}-fold held-out accuracy: {result['accuracy_mean']:.4f} "
+            f"+- {result['accuracy_stderr']:.4f} (folds: "
+            + ", ".join(f"{f['accuracy']:.4f}" for f in result["folds"])
+            + ")",
+            file=sys.stderr,
+        )
     else:
         from .hh import hh_check
 

@@ -26,14 +26,17 @@ Held-out accuracy (360 pairs, one standard error about 2.6 points): 62.8 % with 
 from __future__ import annotations
 
 import json
+import math
+import random
 import re
+import statistics
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .artifacts import RunResult, default_run_dir
+from .artifacts import RunResult, default_run_dir, write_json
 from .config import opt
 from .data import write_jsonl
-from .errors import DataError, MissingFileError
+from .errors import ConfigError, DataError, MissingFileError
 from .progress import ProgressCallback
 from .reward import RewardConfig, train_reward_model
 
@@ -84,7 +87,14 @@ class HHCheckConfig(RewardConfig):
         "What the encoder reads: 'response_only' (the last assistant turn; chosen and rejected share the "
         "conversation), 'response_first' or 'prompt_first' (with the conversation's end).",
     )
+    group_by_length: bool = opt(False, "Length-grouped batches (see RewardConfig); off: shuffled batches.")
     split_seed: int = opt(42, "Seed of the train/held-out split (fixed when `seed` changes).")
+    folds: int = opt(
+        0,
+        "K >= 2: K-fold cross-validation instead of one split: every pair is held out once, by a "
+        "model that never saw it; reports each fold's accuracy and the mean with its standard error. "
+        "Fold 0 is the default split's held-out set when eval_fraction = 1/K.",
+    )
 
 
 def hh_check(
@@ -96,8 +106,62 @@ def hh_check(
     rows = hh_to_preferences(config.data)
     train_rows, eval_rows = split(rows, config.eval_fraction, config.split_seed)
     out_dir = Path(out_dir) if out_dir else default_run_dir("hh-check")
+    return _train_and_score(config, train_rows, eval_rows, out_dir, progress)
+
+
+def _train_and_score(
+    config: HHCheckConfig, train_rows: list, eval_rows: list, out_dir: Path, progress
+) -> RunResult:
     data_dir = out_dir.parent / f".{out_dir.name}.data"
     train_path = write_jsonl(train_rows, data_dir / "train.jsonl")
     names = {f.name for f in fields(RewardConfig)}
     reward_cfg = RewardConfig(**{k: v for k, v in vars(config).items() if k in names})
     return train_reward_model(reward_cfg, train_path, out_dir, progress, eval_rows=eval_rows)
+
+
+def fold_splits(n: int, folds: int, seed: int) -> list[tuple[list[int], list[int]]]:
+    """``(train, held_out)`` index lists per fold; the held-out sets are disjoint and cover
+    ``range(n)``. The shuffle is ``data.split``'s, so fold 0 is ``split(rows, 1 / folds, seed)``
+    exactly (same pairs, same order)."""
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    bounds = [round(n * k / folds) for k in range(folds + 1)]
+    return [(idx[: bounds[k]] + idx[bounds[k + 1] :], idx[bounds[k] : bounds[k + 1]]) for k in range(folds)]
+
+
+def hh_cross_validate(
+    config: HHCheckConfig, out_dir: str | Path | None = None, progress: ProgressCallback | None = None
+) -> dict:
+    """K-fold cross-validation: one complete reward run per fold (``<out>/fold-K``), then
+    ``<out>/cv.json`` with each fold's held-out accuracy, their mean and its standard error."""
+    if config.folds < 2:
+        raise ConfigError(f"cross-validation needs folds >= 2, got {config.folds}")
+    rows = hh_to_preferences(config.data)
+    if len(rows) < 2 * config.folds:
+        raise DataError(f"{len(rows)} pairs are too few for {config.folds} folds")
+    out_dir = Path(out_dir) if out_dir else default_run_dir("hh-cv")
+    if (out_dir / "cv.json").exists():
+        raise ConfigError(f"{out_dir} already holds a finished cross-validation (cv.json)")
+    folds = []
+    for k, (train, held) in enumerate(fold_splits(len(rows), config.folds, config.split_seed)):
+        train_rows, eval_rows = [rows[i] for i in train], [rows[i] for i in held]
+        result = _train_and_score(config, train_rows, eval_rows, out_dir / f"fold-{k}", progress)
+        ev = result.metrics["eval"]
+        folds.append(
+            {"fold": k, "run_dir": str(result.run_dir), "accuracy": ev["accuracy"], "n_pairs": ev["n_pairs"]}
+        )
+    accs = [f["accuracy"] for f in folds]
+    mean = statistics.fmean(accs)
+    summary = {
+        "folds": folds,
+        "accuracy_mean": mean,
+        "accuracy_stderr": statistics.stdev(accs) / math.sqrt(len(accs)),
+        # every pair is held out exactly once, so this is the accuracy over all pairs
+        "accuracy_pooled": sum(f["accuracy"] * f["n_pairs"] for f in folds) / len(rows),
+        "n_pairs": len(rows),
+        "config": vars(config),
+    }
+    tmp = out_dir / ".cv.json.partial"
+    write_json(tmp, summary)
+    tmp.replace(out_dir / "cv.json")  # written last, atomically: a killed run leaves no cv.json
+    return summary

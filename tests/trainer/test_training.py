@@ -150,6 +150,37 @@ def test_hh_check_converts_splits_and_trains(tiny_policy, tmp_path):
     assert train_splits[0] == train_splits[1]  # same split for both seeds
 
 
+def test_hh_cross_validation_holds_every_pair_out_once(tiny_policy, tmp_path):
+    from trainer.data import split
+    from trainer.hh import HHCheckConfig, fold_splits, hh_cross_validate
+
+    folds = fold_splits(23, 4, seed=42)
+    held = [i for _, h in folds for i in h]
+    assert sorted(held) == list(range(23)) and [len(h) for _, h in folds] == [6, 6, 5, 6]
+    assert all(set(t).isdisjoint(h) and len(t) + len(h) == 23 for t, h in folds)
+    rows = list(range(20))
+    assert split(rows, 0.25, 42) == tuple([rows[i] for i in ix] for ix in fold_splits(20, 4, 42)[0])
+
+    rows = [
+        {key: f"\n\nHuman: {r['prompt']}\n\nAssistant: {r[key]}" for key in ("chosen", "rejected")}
+        for r in rule_pairs(30, seed=4)
+    ]
+    data = write_jsonl(tmp_path / "hh.jsonl", rows)
+    cfg = HHCheckConfig(data=data, backbone=tiny_policy, learning_rate=2e-3, max_steps=2, folds=3, **TINY)
+    summary = hh_cross_validate(cfg, tmp_path / "cv")
+    assert [f["n_pairs"] for f in summary["folds"]] == [10, 10, 10] and summary["n_pairs"] == 30
+    accs = [f["accuracy"] for f in summary["folds"]]
+    assert summary["accuracy_mean"] == pytest.approx(sum(accs) / 3)
+    assert summary["accuracy_pooled"] == pytest.approx(sum(accs) / 3)  # equal folds
+    for k in range(3):
+        assert load_run(tmp_path / "cv" / f"fold-{k}").kind == "reward"
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["folds"][0]["accuracy"] == accs[0]
+    with pytest.raises(ConfigError, match=r"cv\.json"):
+        hh_cross_validate(cfg, tmp_path / "cv")
+    with pytest.raises(ConfigError, match="folds"):
+        hh_cross_validate(HHCheckConfig(data=data, folds=1), tmp_path / "cv1")
+
+
 def test_reward_pooling_validation(tiny_policy, pairs_file, tmp_path):
     from trainer.modeling import load_sequence_classifier
 
