@@ -1,19 +1,25 @@
 """Benchmark: our reward-model and DPO wrappers versus plain TRL scripts (same model, data, settings).
 
-    python bench/train.py [--pairs 2000] [--steps 20] [--batch 16] [--repeats 2] [--dpo-epochs 1]
+    python bench/train.py [--pairs 2000] [--steps 20] [--batch 16] [--repeats 2] [--dpo-epochs 1] [--shuffled]
 
 1. Throughput (pairs/s, timed from model load to the end of training, data preparation included) of
    ``trainer.reward.train_reward_model`` vs a plain TRL ``RewardTrainer`` script and of
    ``trainer.policy.train_policy`` (DPO + LoRA) vs a plain TRL ``DPOTrainer`` + peft script, on the
    same tiny policy, the same pairs and the same settings (steps, batch, learning rate, max_length,
    LoRA r/alpha/targets, beta, seed, float32: TRL's configs default to bf16 autocast, turned off
-   here as in the wrapper). The only difference is what the wrapper chooses: for DPO it precomputes
-   the reference log-probs when training passes over the pairs more than once (``--dpo-epochs`` > 1:
-   one reference forward per pair instead of one per pair and epoch) and computes them on the fly,
-   like the plain script (TRL's default), in a single pass, where precomputing only adds its dataset
-   caching. Runs alternate (ours, plain,
-   plain, ours, ...) after an untimed warm-up, and the best of ``--repeats`` is kept for each, so
-   warm-up costs and noise from other jobs on the machine do not favour either side.
+   here as in the wrapper). The only differences are what the wrapper chooses:
+   - batches of pairs of similar token length (transformers' length-grouped sampler; the batch
+     order is still shuffled) for both trainers, where the plain scripts take TRL's default random
+     batches. Every batch is padded to its longest sequence: on these pairs a random batch of 16 is
+     62 % real tokens, a length-grouped one 95 %;
+   - for DPO, the reference log-probs are precomputed when training passes over the pairs more than
+     once (``--dpo-epochs`` > 1: one reference forward per pair instead of one per pair and epoch),
+     and computed on the fly, like the plain script, in a single pass, where precomputing only adds
+     its dataset caching.
+   ``--shuffled`` gives our side random batches too: what is left is the wrapper's own cost.
+   Runs alternate (ours, plain, plain, ours, ...) after an untimed warm-up, and the best of
+   ``--repeats`` is kept for each, so warm-up costs and noise from other jobs on the machine do not
+   favour either side.
 2. Wall time of reward model + DPO (one epoch each, held-out evaluation included) on ``--pairs``
    pairs with the tiny policy (the bootstrap architecture: 2-layer Llama, hidden 256, head_dim 64).
 
@@ -145,8 +151,9 @@ def plain_trl_dpo(model_dir: str, rows: list[dict], steps: int, bs: int, out: st
     return steps * bs / (time.monotonic() - t0)
 
 
-def ours_reward(policy: str, data: Path, steps: int, bs: int, out: Path) -> float:
+def ours_reward(policy: str, data: Path, steps: int, bs: int, out: Path, grouped: bool = True) -> float:
     cfg = RewardConfig(
+        group_by_length=grouped,
         backbone=policy,
         max_steps=steps,
         per_device_train_batch_size=bs,
@@ -159,8 +166,9 @@ def ours_reward(policy: str, data: Path, steps: int, bs: int, out: Path) -> floa
     return steps * bs / train_reward_model(cfg, data, out).metrics["train_s"]
 
 
-def ours_dpo(policy: str, data: Path, steps: int, bs: int, out: Path) -> float:
+def ours_dpo(policy: str, data: Path, steps: int, bs: int, out: Path, grouped: bool = True) -> float:
     cfg = PolicyConfig(
+        group_by_length=grouped,
         base_model=policy,
         max_steps=steps,
         per_device_train_batch_size=bs,
@@ -205,6 +213,11 @@ def main() -> None:
     )
     ap.add_argument("--policy", default="", help="policy dir (default: untrained bootstrap architecture)")
     ap.add_argument("--skip-compare", action="store_true", help="only the RM + DPO wall time")
+    ap.add_argument(
+        "--shuffled",
+        action="store_true",
+        help="our side with random batches too (no length grouping): the wrapper's own cost alone",
+    )
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:
@@ -222,7 +235,7 @@ def main() -> None:
             s, b = a.steps, a.batch
             ours_rm, plain_rm = compare(
                 "reward",
-                lambda out: ours_reward(policy, small, s, b, out),
+                lambda out: ours_reward(policy, small, s, b, out, grouped=not a.shuffled),
                 lambda out: plain_trl_reward(policy, bench_rows, s, b, str(out)),
                 a.repeats,
                 tmp,
@@ -230,7 +243,7 @@ def main() -> None:
             ds = s * a.dpo_epochs  # both sides: the same steps over the same pairs
             ours_d, plain_d = compare(
                 "dpo",
-                lambda out: ours_dpo(policy, small, ds, b, out),
+                lambda out: ours_dpo(policy, small, ds, b, out, grouped=not a.shuffled),
                 lambda out: plain_trl_dpo(policy, bench_rows, ds, b, str(out)),
                 a.repeats,
                 tmp,
