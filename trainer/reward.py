@@ -35,7 +35,8 @@ class RewardConfig(TrainingOptions):
         "auto",
         "Reward head input: 'auto' = mean of the token states for BERT encoders such as MiniLM (their "
         "sentence-embedding pooling; BERT's [CLS] pooler is untrained there), the architecture's own "
-        "head otherwise; 'mean'; 'default' = the architecture's own head.",
+        "head otherwise; 'mean'; 'mean_layers' = the mean-pooled states of the embeddings and of every "
+        "layer side by side (BERT encoders; hh-check's default); 'default' = the architecture's own head.",
     )
     input_layout: str = opt(
         "response_first",

@@ -142,7 +142,7 @@ def test_hh_check_converts_splits_and_trains(tiny_policy, tmp_path):
         for r in rule_pairs(40, seed=3)
     ]
     data = write_jsonl(tmp_path / "hh.jsonl", rows)
-    tiny = dict(data=data, backbone=tiny_policy, learning_rate=2e-3, max_steps=2, **TINY)
+    tiny = dict(data=data, backbone=tiny_policy, pooling="auto", learning_rate=2e-3, max_steps=2, **TINY)
     results = [hh_check(HHCheckConfig(seed=seed, **tiny), tmp_path / f"hh-{seed}") for seed in (5, 6)]
     for result in results:
         assert load_run(result.run_dir).kind == "reward" and result.metrics["eval"]["n_pairs"] == 8
@@ -166,7 +166,9 @@ def test_hh_cross_validation_holds_every_pair_out_once(tiny_policy, tmp_path):
         for r in rule_pairs(30, seed=4)
     ]
     data = write_jsonl(tmp_path / "hh.jsonl", rows)
-    cfg = HHCheckConfig(data=data, backbone=tiny_policy, learning_rate=2e-3, max_steps=2, folds=3, **TINY)
+    cfg = HHCheckConfig(
+        data=data, backbone=tiny_policy, pooling="auto", learning_rate=2e-3, max_steps=2, folds=3, **TINY
+    )
     summary = hh_cross_validate(cfg, tmp_path / "cv")
     assert [f["n_pairs"] for f in summary["folds"]] == [10, 10, 10] and summary["n_pairs"] == 30
     accs = [f["accuracy"] for f in summary["folds"]]
@@ -181,11 +183,36 @@ def test_hh_cross_validation_holds_every_pair_out_once(tiny_policy, tmp_path):
         hh_cross_validate(HHCheckConfig(data=data, folds=1), tmp_path / "cv1")
 
 
+def test_minilm_every_layer_head(pairs_file, heldout_rows, tmp_path):
+    """pooling="mean_layers": the head reads the masked mean of the embeddings and of all 6 layers."""
+    from trainer.modeling import load_sequence_classifier
+
+    cfg = RewardConfig(pooling="mean_layers", learning_rate=1e-4, max_steps=2, **TINY)
+    run = train_reward_model(cfg, pairs_file, tmp_path / "rm", eval_rows=heldout_rows[:8]).run_dir
+    scorer = RewardScorer(run)  # the reward trainer and the scorer both take the wide head
+    assert scorer.model.config.pooled_layers == "all" and scorer.model.classifier.in_features == 2688
+
+    model, tok = load_sequence_classifier("", "cpu", pooling="mean_layers")
+    assert model.classifier.in_features == 7 * 384 and model.config.pooled_layers == "all"
+    model.eval()
+    texts = ["I can't help with that.", "Sure, here is a long and detailed answer to your question."]
+    with torch.no_grad():
+        batch = model(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0]
+        alone = model(**tok(texts[:1], return_tensors="pt")).logits[0, 0]
+    assert batch[0].item() == pytest.approx(alone.item(), abs=1e-5)  # padding does not move the reward
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    again, _ = load_sequence_classifier(str(tmp_path / "m"), "cpu", pooling="default")
+    with torch.no_grad():
+        assert torch.allclose(again(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0], batch)
+
+
 def test_reward_pooling_validation(tiny_policy, pairs_file, tmp_path):
     from trainer.modeling import load_sequence_classifier
 
-    with pytest.raises(ConfigError, match="BERT encoder"):
-        load_sequence_classifier(tiny_policy, "cpu", pooling="mean")
+    for pooling in ("mean", "mean_layers"):
+        with pytest.raises(ConfigError, match="BERT encoder"):
+            load_sequence_classifier(tiny_policy, "cpu", pooling=pooling)
     with pytest.raises(ConfigError, match="input_layout"):
         train_reward_model(RewardConfig(input_layout="sideways"), pairs_file, tmp_path / "rm")
     assert not (tmp_path / "rm").exists()
