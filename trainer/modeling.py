@@ -53,8 +53,7 @@ class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
     the mean-pooled states of the embeddings and of every layer side by side: the lower layers keep
     more of the wording that the last, sentence-similarity layer averages away (on HH-RLHF it lifted
     cross-validated accuracy from 63.9 to 65.3 % on the same five folds). Registered with the Auto
-    classes below, so
-    ``AutoModelForSequenceClassification.from_pretrained`` loads a saved one.
+    classes below, so ``AutoModelForSequenceClassification.from_pretrained`` loads a saved one.
     """
 
     config_class = MeanPoolBertConfig
