@@ -148,8 +148,8 @@ def _text_length(row: dict) -> int:
 def _by_length(dataset):
     """TRL's tokenized pairs with a ``length`` column (prompt plus the longer response, in tokens) and
     without the text columns, for transformers' length-grouped sampler."""
-    text = [c for c in dataset.column_names if c not in ("prompt_ids", "chosen_ids", "rejected_ids")]
-    text = [c for c in text if not c.startswith("ref_")]
+    keep = ("prompt_ids", "chosen_ids", "rejected_ids")  # and the precomputed ``ref_*`` log-probs
+    text = [c for c in dataset.column_names if c not in keep and not c.startswith("ref_")]
     return dataset.remove_columns(text).map(
         lambda ex: {"length": len(ex["prompt_ids"]) + max(len(ex["chosen_ids"]), len(ex["rejected_ids"]))}
     )

@@ -133,15 +133,20 @@ def test_reward_freeze_layers_and_length_grouping(tiny_policy, pairs_file, heldo
     assert result.metrics["steps"] == 3
 
 
+def hh_file(tmp_path: Path, n: int, seed: int) -> str:
+    """Rule pairs written as HH-RLHF rows: chosen and rejected transcripts."""
+    rows = [
+        {key: f"\n\nHuman: {r['prompt']}\n\nAssistant: {r[key]}" for key in ("chosen", "rejected")}
+        for r in rule_pairs(n, seed=seed)
+    ]
+    return write_jsonl(tmp_path / "hh.jsonl", rows)
+
+
 def test_hh_check_converts_splits_and_trains(tiny_policy, tmp_path):
     """HH-RLHF transcripts become conversational pairs; the held-out split ignores the training seed."""
     from trainer.hh import HHCheckConfig, hh_check
 
-    rows = [
-        {key: f"\n\nHuman: {r['prompt']}\n\nAssistant: {r[key]}" for key in ("chosen", "rejected")}
-        for r in rule_pairs(40, seed=3)
-    ]
-    data = write_jsonl(tmp_path / "hh.jsonl", rows)
+    data = hh_file(tmp_path, 40, seed=3)
     tiny = dict(data=data, backbone=tiny_policy, pooling="auto", learning_rate=2e-3, max_steps=2, **TINY)
     results = [hh_check(HHCheckConfig(seed=seed, **tiny), tmp_path / f"hh-{seed}") for seed in (5, 6)]
     for result in results:
@@ -161,11 +166,7 @@ def test_hh_cross_validation_holds_every_pair_out_once(tiny_policy, tmp_path):
     rows = list(range(20))
     assert split(rows, 0.25, 42) == tuple([rows[i] for i in ix] for ix in fold_splits(20, 4, 42)[0])
 
-    rows = [
-        {key: f"\n\nHuman: {r['prompt']}\n\nAssistant: {r[key]}" for key in ("chosen", "rejected")}
-        for r in rule_pairs(30, seed=4)
-    ]
-    data = write_jsonl(tmp_path / "hh.jsonl", rows)
+    data = hh_file(tmp_path, 30, seed=4)
     cfg = HHCheckConfig(
         data=data, backbone=tiny_policy, pooling="auto", learning_rate=2e-3, max_steps=2, folds=3, **TINY
     )
